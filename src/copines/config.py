@@ -1,0 +1,138 @@
+"""Settings: the one reading of the environment, at start-up."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+OPENROUTER_URL = "https://openrouter.ai/api/v1"
+OPENAI_URL = "https://api.openai.com/v1"
+COHERE_URL = "https://api.cohere.com"
+
+# Dollars per million tokens (prompt, completion), used when the API reports no cost.
+DEFAULT_PRICES: dict[str, tuple[float, float]] = {
+    "anthropic/claude-3-haiku": (0.25, 1.25),
+    "anthropic/claude-3.5-sonnet": (3.0, 15.0),
+    "openai/gpt-4o-mini": (0.15, 0.60),
+    "text-embedding-3-small": (0.02, 0.0),
+}
+
+PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "admin", "token", "xxx", "test"}
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything copines reads from the environment (or a `.env` file)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="COPINES_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    # Storage
+    database_url: str | None = Field(None, validation_alias=_env("DATABASE_URL"))
+    data_dir: Path = Path("data")
+    sqlite_busy_timeout_ms: int = 5000
+
+    # Chat models (OpenRouter or any OpenAI-compatible server)
+    openrouter_api_key: SecretStr | None = Field(
+        None, validation_alias=_env("OPENROUTER_API_KEY", "COPINES_LLM_API_KEY")
+    )
+    llm_base_url: str = OPENROUTER_URL
+    http_referer: str = "https://lagencedescopines.com"
+    app_title: str = "L'Agence des Copines - assistant"
+    orchestrator_model: str = "anthropic/claude-3-haiku"
+    fallback_model: str = "openai/gpt-4o-mini"
+    expert_model: str | None = None  # overrides every expert file's model when set
+    llm_connect_timeout: float = 5.0
+    llm_read_timeout: float = 30.0
+    orchestrator_timeout: float = 4.0
+    llm_retries: int = 1
+    prices: dict[str, tuple[float, float]] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
+
+    # Embeddings
+    embedder: Literal["auto", "local", "openai"] = "auto"
+    openai_api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
+    embeddings_base_url: str = OPENAI_URL
+    embeddings_model: str = "text-embedding-3-small"
+    embeddings_dimensions: int = 1536
+    embeddings_batch_size: int = 64
+    embeddings_timeout: float = 20.0
+    local_embedder_threads: int = 2
+
+    # Rerank
+    cohere_api_key: SecretStr | None = Field(None, validation_alias=_env("COHERE_API_KEY"))
+    cohere_base_url: str = COHERE_URL
+    cohere_rerank_model: str = "rerank-multilingual-v3.0"
+    rerank_timeout: float = 3.0
+
+    # Retrieval
+    candidates: int = 20
+    top_k: int = 3
+    # Dense similarity floor; None means "the calibrated value for the embedder in use".
+    match_threshold: float | None = None
+    shared_patterns: Annotated[list[str], NoDecode] = ["agence", "faq", "glossaire", "shared"]
+    experts_dir: Path | None = None  # extra expert files, beside the bundled ones
+
+    # Conversation
+    history_turns: int = 10
+    max_message_chars: int = 2000
+    max_answer_words: int = 300
+    escalation_webhook: str | None = None
+    log_message_text: bool = False
+
+    # Web
+    redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL"))
+    admin_token: SecretStr | None = None
+    allowed_origins: Annotated[list[str], NoDecode] = [
+        "http://localhost",
+        "http://127.0.0.1",
+        "http://localhost:8000",
+        "http://127.0.0.1:8000",
+    ]
+    max_body_bytes: int = 16_384
+    rate_per_minute: int = 10
+    rate_per_day_ip: int = 100
+    rate_new_conversations_per_hour: int = 6
+    trust_forwarded_for: bool = False
+
+    @field_validator("shared_patterns", "allowed_origins", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @property
+    def llm_enabled(self) -> bool:
+        """True when a chat model can be called (a key, or a self-hosted base URL)."""
+        return self.openrouter_api_key is not None or self.llm_base_url != OPENROUTER_URL
+
+    @property
+    def resolved_database_url(self) -> str:
+        """DATABASE_URL, or a SQLite file under the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'copines.db').as_posix()}"
+
+    @property
+    def use_openai_embeddings(self) -> bool:
+        if self.embedder == "openai":
+            return True
+        return self.embedder == "auto" and self.openai_api_key is not None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

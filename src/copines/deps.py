@@ -1,0 +1,54 @@
+"""The parts one process needs, built once from Settings and passed around."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from copines.config import Settings
+from copines.experts import Expert, load_experts
+from copines.knowledge.ingest import Ingester
+from copines.knowledge.ownership import OwnerTagger
+from copines.knowledge.retrieval import Retriever
+from copines.providers.embeddings import Embedder, build_embedder
+from copines.providers.rerank import Reranker, build_reranker
+from copines.store import create_store
+from copines.store.base import Store
+
+
+@dataclass
+class Deps:
+    settings: Settings
+    experts: dict[str, Expert]
+    store: Store
+    embedder: Embedder
+    reranker: Reranker
+    retriever: Retriever
+    tagger: OwnerTagger
+
+    @classmethod
+    async def create(cls, settings: Settings, *, embedder: Embedder | None = None) -> Deps:
+        """Load the experts, open the store, build the providers."""
+        experts = load_experts(settings.experts_dir)
+        store = create_store(settings)
+        await store.open()
+        embedder = embedder or build_embedder(settings)
+        reranker = build_reranker(settings)
+        retriever = Retriever(
+            store,
+            embedder,
+            reranker,
+            list(experts),
+            candidates=settings.candidates,
+            top_k=settings.top_k,
+            threshold=settings.match_threshold,
+        )
+        tagger = OwnerTagger(experts, embedder, settings.shared_patterns)
+        return cls(settings, experts, store, embedder, reranker, retriever, tagger)
+
+    def ingester(self) -> Ingester:
+        return Ingester(self.store, self.embedder, self.experts, self.tagger)
+
+    async def aclose(self) -> None:
+        await self.reranker.aclose()
+        await self.embedder.aclose()
+        await self.store.close()

@@ -1,0 +1,1 @@
+"""Knowledge bases: ingestion (load, chunk, tag owner, embed, store) and retrieval."""

@@ -1,0 +1,184 @@
+"""Ingestion: load, chunk, tag the owner, embed and store, one transaction per document."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from copines.errors import ConfigError, CopinesError, InputError
+from copines.experts import SHARED, Expert
+from copines.knowledge.chunking import chunk_document
+from copines.knowledge.loaders import SUPPORTED, load_document
+from copines.knowledge.ownership import OwnerDecision, OwnerTagger
+from copines.providers.embeddings import Embedder
+from copines.store.base import DocumentRecord, Store, chunk_embed_text
+from copines.store.sqlite import mismatch_error
+
+
+@dataclass
+class IngestResult:
+    """What happened to one file."""
+
+    filename: str
+    status: str  # added | updated | unchanged | owner changed | skipped
+    owner: str = ""
+    reason: str = ""
+    chunks: int = 0
+    detail: str = ""
+
+    @property
+    def skipped(self) -> bool:
+        return self.status == "skipped"
+
+
+def collect_files(paths: Iterable[Path]) -> tuple[list[Path], list[IngestResult]]:
+    """Expand folders (recursively, hidden files left out); report what cannot be read."""
+    files: list[Path] = []
+    problems: list[IngestResult] = []
+    for path in paths:
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                rel = child.relative_to(path)
+                if child.is_file() and not any(part.startswith(".") for part in rel.parts):
+                    files.append(child)
+        elif path.is_file():
+            files.append(path)
+        else:
+            problems.append(IngestResult(path.name, "skipped", detail=f"not found: {path}"))
+    return files, problems
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class Ingester:
+    """Turns files into an expert's (or the shared) knowledge."""
+
+    def __init__(
+        self, store: Store, embedder: Embedder, experts: dict[str, Expert], tagger: OwnerTagger
+    ):
+        self.store = store
+        self.embedder = embedder
+        self.experts = experts
+        self.tagger = tagger
+
+    def _check_owner(self, owner: str) -> None:
+        if owner != "auto" and owner != SHARED and owner not in self.experts:
+            choices = ", ".join(["auto", *self.experts, SHARED])
+            raise InputError(f"unknown owner '{owner}'; choose one of: {choices}")
+
+    async def check_embedder(self) -> None:
+        stored = await self.store.get_embedder_id()
+        if stored is not None and stored != self.embedder.id:
+            raise mismatch_error(stored, self.embedder.id)
+
+    async def ingest_paths(
+        self,
+        paths: Iterable[Path],
+        owner: str = "auto",
+        replace: bool = False,
+        on_file: Callable[[Path, IngestResult], None] | None = None,
+    ) -> list[IngestResult]:
+        """Ingest files and folders; a bad file is reported and skipped, the rest proceeds."""
+        self._check_owner(owner)
+        await self.check_embedder()
+        files, results = collect_files(paths)
+        seen: dict[str, Path] = {}
+        for path in files:
+            if path.name in seen:
+                result = IngestResult(
+                    path.name, "skipped", detail=f"same filename as {seen[path.name]}"
+                )
+            elif path.suffix.lower() not in SUPPORTED:
+                result = IngestResult(
+                    path.name, "skipped", detail=f"unsupported file type '{path.suffix or '-'}'"
+                )
+            else:
+                seen[path.name] = path
+                try:
+                    result = await self.ingest_file(path, path.read_bytes(), owner, replace)
+                except ConfigError:
+                    raise
+                except (CopinesError, OSError) as exc:
+                    result = IngestResult(path.name, "skipped", detail=str(exc))
+            results.append(result)
+            if on_file is not None:
+                on_file(path, result)
+        return results
+
+    async def ingest_file(
+        self, path: Path, data: bytes, owner: str = "auto", replace: bool = False
+    ) -> IngestResult:
+        """Ingest one file's bytes under its filename (the document's key)."""
+        self._check_owner(owner)
+        filename = path.name
+        digest = content_hash(data)
+        existing = await self.store.get_document(filename)
+        if existing and existing.content_hash == digest and not replace:
+            if owner not in ("auto", existing.owner):
+                await self.store.set_owner(filename, owner, "chosen at ingestion")
+                return IngestResult(
+                    filename, "owner changed", owner, "chosen at ingestion", existing.chunks
+                )
+            return IngestResult(
+                filename, "unchanged", existing.owner, existing.owner_reason, existing.chunks
+            )
+
+        loaded = load_document(path, data)
+        chunks = chunk_document(loaded.text, loaded.title)
+        if not chunks:
+            raise InputError("no text found in it")
+        vectors = await self.embedder.embed(
+            [chunk_embed_text(loaded.title, c.heading_path, c.text) for c in chunks]
+        )
+        decision = await self._decide_owner(filename, owner, vectors)
+        tags = self.experts[decision.owner].tags if decision.owner in self.experts else []
+        record = DocumentRecord(
+            filename=filename,
+            title=loaded.title,
+            owner=decision.owner,
+            owner_reason=decision.reason,
+            tags=list(tags),
+            content_hash=digest,
+            source_path=str(path),
+            category=path.suffix.lower().lstrip("."),
+        )
+        await self.store.save_document(record, chunks, vectors, self.embedder.id)
+        return IngestResult(
+            filename,
+            "updated" if existing else "added",
+            decision.owner,
+            decision.reason,
+            len(chunks),
+        )
+
+    async def _decide_owner(self, filename: str, owner: str, vectors) -> OwnerDecision:
+        if owner != "auto":
+            return OwnerDecision(owner, "chosen at ingestion", "explicit")
+        return self.tagger.by_filename(filename) or await self.tagger.by_content(vectors)
+
+    async def reindex(self, on_progress: Callable[[int, int], None] | None = None) -> int:
+        """Re-embed every chunk with the configured embedder; returns how many."""
+        chunks = await self.store.all_chunks()
+        if not chunks:
+            return 0
+        vectors = []
+        batch = 256
+        for start in range(0, len(chunks), batch):
+            part = chunks[start : start + batch]
+            vectors.append(
+                await self.embedder.embed(
+                    [chunk_embed_text(c.title, c.heading_path, c.text) for c in part]
+                )
+            )
+            if on_progress:
+                on_progress(min(start + batch, len(chunks)), len(chunks))
+        import numpy as np
+
+        await self.store.replace_embeddings(
+            [c.id for c in chunks], np.vstack(vectors), self.embedder.id
+        )
+        return len(chunks)

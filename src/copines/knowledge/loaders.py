@@ -1,0 +1,184 @@
+"""Read md, txt, html, pdf and docx files into Markdown-flavoured text."""
+
+from __future__ import annotations
+
+import io
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from copines.errors import InputError
+
+SUPPORTED = {".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".docx"}
+
+
+@dataclass
+class LoadedDocument:
+    title: str
+    text: str  # Markdown: '#' headings, blank lines between paragraphs
+
+
+def decode_text(data: bytes) -> str:
+    """Decode UTF-8 (with or without BOM), UTF-16 with BOM, or Windows-1252 that reads as text.
+
+    Raises:
+        InputError: the bytes are in no encoding we can trust.
+    """
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise InputError("unknown encoding (broken UTF-16)") from exc
+    if b"\x00" in data:
+        raise InputError("unknown encoding (binary content)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    text = data.decode("cp1252", errors="replace")
+    bad = sum(
+        1
+        for ch in text
+        if ch == "\ufffd" or (unicodedata.category(ch) == "Cc" and ch not in "\t\r\n\f")
+    )
+    letters = sum(1 for ch in text if ch.isalpha())
+    if bad == 0 and letters >= 0.5 * max(1, len(text.replace(" ", "").replace("\n", ""))):
+        return text
+    raise InputError("unknown encoding (neither UTF-8 nor readable Windows-1252)")
+
+
+def _title_from(text: str, fallback: str) -> str:
+    for line in text.splitlines():
+        match = re.match(r"^#{1,6}\s+(.+?)\s*#*\s*$", line)
+        if match:
+            return match.group(1).strip()
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()[:120]
+    return fallback
+
+
+def _fallback_title(path: Path) -> str:
+    return re.sub(r"[-_]+", " ", path.stem).strip().capitalize() or path.name
+
+
+def load_markdown(data: bytes, path: Path) -> LoadedDocument:
+    text = decode_text(data).replace("\r\n", "\n").replace("\r", "\n")
+    return LoadedDocument(_title_from(text, _fallback_title(path)), text)
+
+
+def load_text(data: bytes, path: Path) -> LoadedDocument:
+    text = decode_text(data).replace("\r\n", "\n").replace("\r", "\n")
+    return LoadedDocument(_fallback_title(path), text)
+
+
+def load_html(data: bytes, path: Path) -> LoadedDocument:
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(decode_text(data), "html.parser")
+    for tag in soup(["script", "style", "nav", "footer", "header", "noscript", "svg", "form"]):
+        tag.decompose()
+    blocks: list[str] = []
+    for el in soup.find_all(
+        ["h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "pre", "blockquote", "td"]
+    ):
+        if el.find_parent(["li", "blockquote", "td"]) is not None and el.name in {"p", "li"}:
+            continue  # its text is part of the enclosing block
+        text = " ".join(el.get_text(" ", strip=True).split())
+        if not text:
+            continue
+        if el.name.startswith("h"):
+            blocks.append("#" * int(el.name[1]) + " " + text)
+        elif el.name == "li":
+            blocks.append("- " + text)
+        else:
+            blocks.append(text)
+    title_tag = soup.find("title")
+    body = "\n\n".join(blocks)
+    title = title_tag.get_text(strip=True) if title_tag and title_tag.get_text(strip=True) else ""
+    return LoadedDocument(title or _title_from(body, _fallback_title(path)), body)
+
+
+def load_pdf(data: bytes, path: Path) -> LoadedDocument:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
+        raise InputError(f"corrupt or unreadable PDF ({exc.__class__.__name__}: {exc})") from exc
+    except Exception as exc:  # pypdf raises many shapes of errors on broken files
+        raise InputError(f"corrupt or unreadable PDF ({exc.__class__.__name__})") from exc
+    # Lines within a paragraph come broken; blank lines and page breaks separate paragraphs.
+    text = "\n\n".join(page.strip() for page in pages if page.strip())
+    title = ""
+    try:
+        title = (reader.metadata.title or "") if reader.metadata else ""
+    except Exception:
+        title = ""
+    return LoadedDocument(title.strip() or _title_from(text, _fallback_title(path)), text)
+
+
+def load_docx(data: bytes, path: Path) -> LoadedDocument:
+    import docx
+    from docx.opc.exceptions import PackageNotFoundError
+
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except (PackageNotFoundError, KeyError, ValueError, OSError) as exc:
+        raise InputError(f"corrupt or unreadable DOCX ({exc.__class__.__name__})") from exc
+    except Exception as exc:  # zipfile.BadZipFile and friends
+        raise InputError(f"corrupt or unreadable DOCX ({exc.__class__.__name__})") from exc
+    blocks: list[str] = []
+    for paragraph in document.paragraphs:
+        text = paragraph.text.strip()
+        if not text:
+            continue
+        style = (paragraph.style.name or "").lower() if paragraph.style is not None else ""
+        level = re.match(r"(?:heading|titre)\s*(\d)", style)
+        if style == "title":
+            blocks.append("# " + text)
+        elif level:
+            blocks.append("#" * min(6, int(level.group(1)) + 1) + " " + text)
+        elif "list" in style:
+            blocks.append("- " + text)
+        else:
+            blocks.append(text)
+    for table in document.tables:
+        for row in table.rows:
+            cells = [c.text.strip() for c in row.cells if c.text.strip()]
+            if cells:
+                blocks.append(" | ".join(cells))
+    body = "\n\n".join(blocks)
+    title = (document.core_properties.title or "").strip()
+    return LoadedDocument(title or _title_from(body, _fallback_title(path)), body)
+
+
+LOADERS = {
+    ".md": load_markdown,
+    ".markdown": load_markdown,
+    ".txt": load_text,
+    ".html": load_html,
+    ".htm": load_html,
+    ".pdf": load_pdf,
+    ".docx": load_docx,
+}
+
+
+def load_document(path: Path, data: bytes) -> LoadedDocument:
+    """Parse one file's bytes.
+
+    Raises:
+        InputError: unsupported type, empty, corrupt, or in an unknown encoding.
+    """
+    loader = LOADERS.get(path.suffix.lower())
+    if loader is None:
+        raise InputError(f"unsupported file type '{path.suffix or path.name}'")
+    if not data.strip():
+        raise InputError("empty file")
+    loaded = loader(data, path)
+    if not loaded.text.strip():
+        raise InputError("no text found in it")
+    return loaded

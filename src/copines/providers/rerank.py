@@ -1,0 +1,135 @@
+"""Rerankers: local (default, offline) and Cohere rerank over HTTP with a local fallback."""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import replace
+
+import httpx
+
+from copines.config import Settings
+from copines.errors import ProviderError
+from copines.providers.http import post_json
+from copines.store.base import Passage
+from copines.text import stem, words
+
+log = logging.getLogger("copines.rerank")
+
+
+class Reranker(ABC):
+    """Orders candidate passages for a query and keeps the best `top_n`."""
+
+    name: str
+
+    @abstractmethod
+    async def rerank(self, query: str, passages: list[Passage], top_n: int) -> list[Passage]:
+        """The best `top_n` passages, best first, each with its `score` set."""
+
+    async def aclose(self) -> None:
+        """Release network clients, if any."""
+
+
+class LocalReranker(Reranker):
+    """Blends the dense similarity with how much of the question the passage covers.
+
+    Fused search finds candidates that either mean or say the same thing; this
+    prefers those that do both, and rewards a heading that names the topic.
+    """
+
+    name = "local"
+
+    def __init__(self, lexical_weight: float = 0.25, heading_weight: float = 0.1):
+        self.lexical_weight = lexical_weight
+        self.heading_weight = heading_weight
+
+    @staticmethod
+    def _coverage(terms: set[str], text: str) -> float:
+        if not terms:
+            return 0.0
+        stems = {stem(w) for w in words(text)}
+        return sum(1 for t in terms if t in stems) / len(terms)
+
+    async def rerank(self, query: str, passages: list[Passage], top_n: int) -> list[Passage]:
+        from copines.text import search_terms
+
+        terms = set(search_terms(query))
+        scored = []
+        for passage in passages:
+            score = (
+                passage.dense_score
+                + self.lexical_weight * self._coverage(terms, passage.text)
+                + self.heading_weight * self._coverage(terms, passage.heading_path)
+            )
+            scored.append(replace(passage, score=round(float(score), 4)))
+        scored.sort(key=lambda p: p.score, reverse=True)
+        return scored[:top_n]
+
+
+class CohereReranker(Reranker):
+    """Cohere's rerank API (`rerank-multilingual-v3.0`); the local reranker answers on failure."""
+
+    name = "cohere"
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        model: str = "rerank-multilingual-v3.0",
+        base_url: str = "https://api.cohere.com",
+        timeout: float = 3.0,
+        retries: int = 1,
+        fallback: Reranker | None = None,
+    ):
+        self.model = model
+        self._url = base_url.rstrip("/") + "/v2/rerank"
+        self._headers = {"Authorization": f"Bearer {api_key}"}
+        self._retries = retries
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=2.0))
+        self.fallback = fallback or LocalReranker()
+        self.fallbacks = 0  # how many times the local reranker had to answer
+
+    async def rerank(self, query: str, passages: list[Passage], top_n: int) -> list[Passage]:
+        if not passages:
+            return []
+        payload = {
+            "model": self.model,
+            "query": query,
+            "documents": [p.embed_text() for p in passages],
+            "top_n": min(top_n, len(passages)),
+        }
+        try:
+            body = await post_json(
+                self._client,
+                self._url,
+                payload,
+                provider="cohere",
+                headers=self._headers,
+                retries=self._retries,
+            )
+            results = body["results"]
+            ranked = [
+                replace(passages[int(r["index"])], score=round(float(r["relevance_score"]), 4))
+                for r in results
+            ]
+        except (ProviderError, KeyError, TypeError, ValueError, IndexError) as exc:
+            self.fallbacks += 1
+            log.warning("cohere rerank failed (%s); using the local reranker", exc)
+            return await self.fallback.rerank(query, passages, top_n)
+        ranked.sort(key=lambda p: p.score, reverse=True)
+        return ranked[:top_n]
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def build_reranker(settings: Settings) -> Reranker:
+    """Cohere when COHERE_API_KEY is set, else the local reranker."""
+    if settings.cohere_api_key is not None:
+        return CohereReranker(
+            api_key=settings.cohere_api_key.get_secret_value(),
+            model=settings.cohere_rerank_model,
+            base_url=settings.cohere_base_url,
+            timeout=settings.rerank_timeout,
+        )
+    return LocalReranker()

@@ -1,0 +1,288 @@
+"""The store interface: the handful of async methods ingestion, retrieval and the turn need."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class DocumentRecord:
+    """A document of a knowledge base; `owner` is an expert id or 'shared'."""
+
+    filename: str
+    title: str
+    owner: str
+    content_hash: str
+    owner_reason: str = ""
+    tags: list[str] = field(default_factory=list)
+    category: str | None = None
+    priority: int = 1
+    source_path: str | None = None
+    id: int | None = None
+    chunks: int = 0
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass
+class ChunkRecord:
+    """One passage of a document, as stored."""
+
+    position: int
+    text: str
+    heading_path: str = ""
+    keywords: list[str] = field(default_factory=list)
+
+
+@dataclass
+class StoredChunk:
+    """A chunk read back for re-embedding."""
+
+    id: int
+    text: str
+    heading_path: str
+    title: str
+
+
+@dataclass
+class Passage:
+    """A retrieved chunk with its document and scores."""
+
+    chunk_id: int
+    document_id: int
+    filename: str
+    title: str
+    owner: str
+    heading_path: str
+    text: str
+    dense_score: float = 0.0
+    keyword_rank: int | None = None
+    dense_rank: int | None = None
+    fused_score: float = 0.0
+    score: float = 0.0
+
+    def embed_text(self) -> str:
+        return chunk_embed_text(self.title, self.heading_path, self.text)
+
+
+def chunk_embed_text(title: str, heading_path: str, text: str) -> str:
+    """What gets embedded for a chunk: its context (title, headings), then its text."""
+    context = heading_path or title
+    return f"{context}\n\n{text}" if context else text
+
+
+@dataclass
+class Conversation:
+    id: str
+    token_hash: str
+    created_at: datetime
+    updated_at: datetime
+    expert: str | None = None
+    messages: int = 0
+
+
+@dataclass
+class Message:
+    """One message of a conversation. Roles: user, assistant, team (a human of the agency)."""
+
+    conversation_id: str
+    role: str
+    content: str
+    id: int | None = None
+    status: str = "ok"  # ok | failed
+    agent: str | None = None
+    confidence: float | None = None
+    router: str | None = None
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    model: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost_usd: float | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime | None = None
+
+
+@dataclass
+class Escalation:
+    conversation_id: str
+    reason: str
+    primary_need: str = ""
+    brief: str = ""
+    closest_expert: str | None = None
+    message_id: int | None = None
+    status: str = "open"  # open | handled
+    id: int | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Feedback:
+    conversation_id: str
+    message_id: int
+    rating: int  # +1 or -1
+    comment: str = ""
+    id: int | None = None
+    created_at: datetime | None = None
+
+
+class Store(ABC):
+    """Persistence for knowledge and conversations. SQLite and Postgres implement it."""
+
+    embedder_id: str | None
+
+    # Lifecycle -----------------------------------------------------------------------
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect and apply pending migrations."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release connections."""
+
+    async def __aenter__(self) -> Store:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @abstractmethod
+    async def ping(self) -> bool:
+        """True when the database answers."""
+
+    # Knowledge -----------------------------------------------------------------------
+    @abstractmethod
+    async def get_embedder_id(self) -> str | None:
+        """Which embedder made the stored vectors (None while the store has none)."""
+
+    @abstractmethod
+    async def get_document(self, filename: str) -> DocumentRecord | None:
+        """The document of that filename, with its chunk count."""
+
+    @abstractmethod
+    async def list_documents(self, owner: str | None = None) -> list[DocumentRecord]:
+        """Every document (or one owner's), by filename."""
+
+    @abstractmethod
+    async def save_document(
+        self,
+        document: DocumentRecord,
+        chunks: list[ChunkRecord],
+        embeddings: np.ndarray,
+        embedder_id: str,
+    ) -> int:
+        """Insert or replace a document and all its chunks in one transaction; returns its id.
+
+        Raises:
+            EmbedderMismatchError: the store holds vectors of another embedder.
+        """
+
+    @abstractmethod
+    async def set_owner(self, filename: str, owner: str, reason: str) -> None:
+        """Give a document to another owner. Raises NotFoundError."""
+
+    @abstractmethod
+    async def delete_document(self, filename: str) -> None:
+        """Delete a document and its chunks. Raises NotFoundError."""
+
+    @abstractmethod
+    async def all_chunks(self) -> list[StoredChunk]:
+        """Every chunk, for re-embedding."""
+
+    @abstractmethod
+    async def replace_embeddings(
+        self, ids: list[int], embeddings: np.ndarray, embedder_id: str
+    ) -> None:
+        """Swap every chunk's vector for one of another embedder, in one transaction."""
+
+    @abstractmethod
+    async def dense_search(
+        self, expert: str, vector: np.ndarray, limit: int, threshold: float
+    ) -> list[tuple[int, float]]:
+        """(chunk id, cosine) of the expert's and shared chunks above `threshold`, best first."""
+
+    @abstractmethod
+    async def keyword_search(self, expert: str, terms: list[str], limit: int) -> list[int]:
+        """Chunk ids of the expert's and shared chunks matching any term, best first."""
+
+    @abstractmethod
+    async def get_passages(
+        self, expert: str, chunk_ids: list[int], vector: np.ndarray | None = None
+    ) -> list[Passage]:
+        """Hydrate chunk ids (owner filter applied again); `dense_score` filled from `vector`."""
+
+    @abstractmethod
+    async def count_chunks(self) -> int:
+        """How many chunks the store holds."""
+
+    # Conversations -------------------------------------------------------------------
+    @abstractmethod
+    async def create_conversation(self, conversation_id: str, token_hash: str) -> Conversation:
+        """Start a conversation; the visitor's token is stored only as a hash."""
+
+    @abstractmethod
+    async def get_conversation(self, conversation_id: str) -> Conversation | None:
+        """The conversation, or None."""
+
+    @abstractmethod
+    async def set_conversation_expert(self, conversation_id: str, expert: str | None) -> None:
+        """Remember which expert holds the conversation."""
+
+    @abstractmethod
+    async def add_message(self, message: Message) -> int:
+        """Commit a message now; returns its id."""
+
+    @abstractmethod
+    async def get_messages(
+        self, conversation_id: str, limit: int | None = None, after_id: int | None = None
+    ) -> list[Message]:
+        """A conversation's messages, oldest first (the last `limit` ones when given)."""
+
+    @abstractmethod
+    async def get_message(self, message_id: int) -> Message | None:
+        """One message by id."""
+
+    @abstractmethod
+    async def messages_between(
+        self, since: datetime | None = None, until: datetime | None = None
+    ) -> list[Message]:
+        """Every message created in [since, until), oldest first (for analytics)."""
+
+    @abstractmethod
+    async def list_conversations(
+        self, limit: int = 50, offset: int = 0, filters: dict[str, Any] | None = None
+    ) -> list[Conversation]:
+        """Conversations, most recently active first."""
+
+    # Escalations and feedback --------------------------------------------------------
+    @abstractmethod
+    async def add_escalation(self, escalation: Escalation) -> int:
+        """Record a hand-off to a human; returns its id."""
+
+    @abstractmethod
+    async def list_escalations(self, status: str | None = "open") -> list[Escalation]:
+        """Escalations (of one status, or all), newest first."""
+
+    @abstractmethod
+    async def get_escalation(self, escalation_id: int) -> Escalation | None:
+        """One escalation."""
+
+    @abstractmethod
+    async def set_escalation_status(self, escalation_id: int, status: str) -> None:
+        """Mark an escalation open or handled. Raises NotFoundError."""
+
+    @abstractmethod
+    async def add_feedback(self, feedback: Feedback) -> int:
+        """Record (or replace) the thumbs on one answer; returns its id."""
+
+    @abstractmethod
+    async def list_feedback(self, conversation_id: str | None = None) -> list[Feedback]:
+        """Feedback, newest first."""

@@ -1,0 +1,689 @@
+"""The embedded store: one SQLite file in WAL mode, FTS5 keywords, exact numpy vectors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from copines.errors import EmbedderMismatchError, NotFoundError, StoreBusyError
+from copines.experts import SHARED
+from copines.store.base import (
+    ChunkRecord,
+    Conversation,
+    DocumentRecord,
+    Escalation,
+    Feedback,
+    Message,
+    Passage,
+    Store,
+    StoredChunk,
+)
+from copines.store.sqlite_migrations import apply_migrations
+from copines.store.vectors import VectorIndex
+
+T = TypeVar("T")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def mismatch_error(stored: str, wanted: str) -> EmbedderMismatchError:
+    return EmbedderMismatchError(
+        f"the knowledge base was embedded with '{stored}' but '{wanted}' is configured; "
+        "run `copines reindex` to re-embed it (or configure the original embedder)"
+    )
+
+
+def fts_query(terms: list[str]) -> str:
+    """An FTS5 expression matching any of the terms, each as a prefix."""
+    return " OR ".join('"' + t.replace('"', "") + '"*' for t in terms if t)
+
+
+class SQLiteStore(Store):
+    """A single SQLite file. All calls run on one worker thread that owns the connection."""
+
+    def __init__(self, path: str | Path, busy_timeout_ms: int = 5000):
+        self.path = str(path)
+        self.busy_timeout_ms = busy_timeout_ms
+        self._db: sqlite3.Connection | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="copines-sqlite")
+        self._index: VectorIndex | None = None
+        self.embedder_id: str | None = None
+
+    # Plumbing ------------------------------------------------------------------------
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            if self._db is None:
+                raise RuntimeError("store is not open; call `await store.open()` first")
+            try:
+                return fn(self._db)
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc) or "busy" in str(exc):
+                    raise StoreBusyError(
+                        f"the database {self.path} stayed locked for "
+                        f"{self.busy_timeout_ms} ms; retry shortly"
+                    ) from exc
+                raise
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    @staticmethod
+    @contextmanager
+    def _tx(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def _connect(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(
+            self.path,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=self.busy_timeout_ms / 1000,
+        )
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+        apply_migrations(db)
+        self._db = db
+        row = db.execute("SELECT value FROM meta WHERE key = 'embedder'").fetchone()
+        self.embedder_id = row[0] if row else None
+
+    async def open(self) -> None:
+        if self._db is None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._connect)
+
+    async def close(self) -> None:
+        def shut(db: sqlite3.Connection) -> None:
+            db.close()
+
+        if self._db is not None:
+            await self._run(shut)
+            self._db = None
+        self._executor.shutdown(wait=True)
+
+    async def ping(self) -> bool:
+        try:
+            return await self._run(lambda db: db.execute("SELECT 1").fetchone()[0] == 1)
+        except Exception:
+            return False
+
+    # Knowledge -----------------------------------------------------------------------
+    @staticmethod
+    def _bump(db: sqlite3.Connection) -> None:
+        db.execute(
+            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'chunks_version'"
+        )
+
+    async def get_embedder_id(self) -> str | None:
+        def read(db: sqlite3.Connection) -> str | None:
+            row = db.execute("SELECT value FROM meta WHERE key = 'embedder'").fetchone()
+            return row[0] if row else None
+
+        self.embedder_id = await self._run(read)
+        return self.embedder_id
+
+    @staticmethod
+    def _document(row: sqlite3.Row) -> DocumentRecord:
+        return DocumentRecord(
+            id=row["id"],
+            filename=row["filename"],
+            title=row["title"],
+            owner=row["owner"],
+            owner_reason=row["owner_reason"],
+            tags=json.loads(row["tags"]),
+            category=row["category"],
+            priority=row["priority"],
+            content_hash=row["content_hash"],
+            source_path=row["source_path"],
+            chunks=row["chunks"],
+            created_at=_dt(row["created_at"]),
+            updated_at=_dt(row["updated_at"]),
+        )
+
+    _DOC_SELECT = (
+        "SELECT d.*, (SELECT COUNT(*) FROM chunks c WHERE c.document_id = d.id) AS chunks "
+        "FROM documents d"
+    )
+
+    async def get_document(self, filename: str) -> DocumentRecord | None:
+        def read(db: sqlite3.Connection) -> DocumentRecord | None:
+            row = db.execute(self._DOC_SELECT + " WHERE d.filename = ?", (filename,)).fetchone()
+            return self._document(row) if row else None
+
+        return await self._run(read)
+
+    async def list_documents(self, owner: str | None = None) -> list[DocumentRecord]:
+        def read(db: sqlite3.Connection) -> list[DocumentRecord]:
+            if owner is None:
+                rows = db.execute(self._DOC_SELECT + " ORDER BY d.filename").fetchall()
+            else:
+                rows = db.execute(
+                    self._DOC_SELECT + " WHERE d.owner = ? ORDER BY d.filename", (owner,)
+                ).fetchall()
+            return [self._document(row) for row in rows]
+
+        return await self._run(read)
+
+    async def save_document(
+        self,
+        document: DocumentRecord,
+        chunks: list[ChunkRecord],
+        embeddings: np.ndarray,
+        embedder_id: str,
+    ) -> int:
+        if len(chunks) != len(embeddings):
+            raise ValueError("one embedding per chunk is required")
+        vectors = np.ascontiguousarray(embeddings, dtype=np.float32)
+
+        def write(db: sqlite3.Connection) -> int:
+            with self._tx(db):
+                row = db.execute("SELECT value FROM meta WHERE key = 'embedder'").fetchone()
+                if row and row[0] != embedder_id:
+                    raise mismatch_error(row[0], embedder_id)
+                if not row:
+                    db.execute(
+                        "INSERT INTO meta (key, value) VALUES ('embedder', ?)", (embedder_id,)
+                    )
+                now = _now()
+                existing = db.execute(
+                    "SELECT id, created_at FROM documents WHERE filename = ?",
+                    (document.filename,),
+                ).fetchone()
+                values = (
+                    document.title,
+                    document.owner,
+                    document.owner_reason,
+                    json.dumps(document.tags, ensure_ascii=False),
+                    document.category,
+                    document.priority,
+                    document.content_hash,
+                    document.source_path,
+                )
+                if existing:
+                    doc_id = existing["id"]
+                    db.execute("DELETE FROM chunks WHERE document_id = ?", (doc_id,))
+                    db.execute(
+                        "UPDATE documents SET title = ?, owner = ?, owner_reason = ?, tags = ?, "
+                        "category = ?, priority = ?, content_hash = ?, source_path = ?, "
+                        "updated_at = ? WHERE id = ?",
+                        (*values, now, doc_id),
+                    )
+                else:
+                    doc_id = db.execute(
+                        "INSERT INTO documents (title, owner, owner_reason, tags, category, "
+                        "priority, content_hash, source_path, filename, created_at, updated_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (*values, document.filename, now, now),
+                    ).lastrowid
+                db.executemany(
+                    "INSERT INTO chunks (document_id, position, heading_path, text, keywords, "
+                    "embedding, embedder) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            doc_id,
+                            chunk.position,
+                            chunk.heading_path,
+                            chunk.text,
+                            json.dumps(chunk.keywords, ensure_ascii=False),
+                            vectors[i].tobytes(),
+                            embedder_id,
+                        )
+                        for i, chunk in enumerate(chunks)
+                    ],
+                )
+                self._bump(db)
+                self.embedder_id = embedder_id
+                return int(doc_id)
+
+        return await self._run(write)
+
+    async def set_owner(self, filename: str, owner: str, reason: str) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            with self._tx(db):
+                cursor = db.execute(
+                    "UPDATE documents SET owner = ?, owner_reason = ?, updated_at = ? "
+                    "WHERE filename = ?",
+                    (owner, reason, _now(), filename),
+                )
+                if cursor.rowcount == 0:
+                    raise NotFoundError(f"no document named '{filename}'; see `copines documents`")
+                self._bump(db)
+
+        await self._run(write)
+
+    async def delete_document(self, filename: str) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            with self._tx(db):
+                cursor = db.execute("DELETE FROM documents WHERE filename = ?", (filename,))
+                if cursor.rowcount == 0:
+                    raise NotFoundError(f"no document named '{filename}'; see `copines documents`")
+                self._bump(db)
+
+        await self._run(write)
+
+    async def all_chunks(self) -> list[StoredChunk]:
+        def read(db: sqlite3.Connection) -> list[StoredChunk]:
+            rows = db.execute(
+                "SELECT c.id, c.text, c.heading_path, d.title FROM chunks c "
+                "JOIN documents d ON d.id = c.document_id ORDER BY c.id"
+            ).fetchall()
+            return [StoredChunk(r["id"], r["text"], r["heading_path"], r["title"]) for r in rows]
+
+        return await self._run(read)
+
+    async def replace_embeddings(
+        self, ids: list[int], embeddings: np.ndarray, embedder_id: str
+    ) -> None:
+        vectors = np.ascontiguousarray(embeddings, dtype=np.float32)
+
+        def write(db: sqlite3.Connection) -> None:
+            with self._tx(db):
+                db.executemany(
+                    "UPDATE chunks SET embedding = ?, embedder = ? WHERE id = ?",
+                    [(vectors[i].tobytes(), embedder_id, cid) for i, cid in enumerate(ids)],
+                )
+                left = db.execute(
+                    "SELECT COUNT(*) FROM chunks WHERE embedder != ?", (embedder_id,)
+                ).fetchone()[0]
+                if left:
+                    raise RuntimeError(f"{left} chunks changed during reindex; run it again")
+                db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('embedder', ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (embedder_id,),
+                )
+                self._bump(db)
+                self.embedder_id = embedder_id
+
+        await self._run(write)
+
+    def _current_index(self, db: sqlite3.Connection) -> VectorIndex:
+        """The cached vector index, rebuilt when any process changed the chunks."""
+        version = db.execute("SELECT value FROM meta WHERE key = 'chunks_version'").fetchone()[0]
+        if self._index is not None and self._index.version == version:
+            return self._index
+        db.execute("BEGIN")  # one snapshot for the version and the rows
+        try:
+            version = db.execute("SELECT value FROM meta WHERE key = 'chunks_version'").fetchone()[
+                0
+            ]
+            row = db.execute("SELECT value FROM meta WHERE key = 'embedder'").fetchone()
+            rows = db.execute(
+                "SELECT c.id, d.owner, c.embedding FROM chunks c "
+                "JOIN documents d ON d.id = c.document_id ORDER BY c.id"
+            ).fetchall()
+        finally:
+            db.execute("COMMIT")
+        self.embedder_id = row[0] if row else None
+        dim = len(rows[0][2]) // 4 if rows else 0
+        self._index = VectorIndex.build(
+            version, dim, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+        )
+        return self._index
+
+    def _checked_index(self, db: sqlite3.Connection, vector: np.ndarray) -> VectorIndex:
+        index = self._current_index(db)
+        if len(index) and index.dim != len(vector):
+            raise mismatch_error(self.embedder_id or "?", f"an embedder of {len(vector)} dims")
+        return index
+
+    async def dense_search(
+        self, expert: str, vector: np.ndarray, limit: int, threshold: float
+    ) -> list[tuple[int, float]]:
+        def search(db: sqlite3.Connection) -> list[tuple[int, float]]:
+            index = self._checked_index(db, vector)
+            return index.search((expert, SHARED), vector, limit, threshold)
+
+        return await self._run(search)
+
+    async def keyword_search(self, expert: str, terms: list[str], limit: int) -> list[int]:
+        query = fts_query(terms)
+        if not query:
+            return []
+
+        def search(db: sqlite3.Connection) -> list[int]:
+            rows = db.execute(
+                "SELECT c.id FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid "
+                "JOIN documents d ON d.id = c.document_id "
+                "WHERE chunks_fts MATCH ? AND d.owner IN (?, ?) "
+                "ORDER BY bm25(chunks_fts, 1.0, 0.5) LIMIT ?",
+                (query, expert, SHARED, limit),
+            ).fetchall()
+            return [r[0] for r in rows]
+
+        return await self._run(search)
+
+    async def get_passages(
+        self, expert: str, chunk_ids: list[int], vector: np.ndarray | None = None
+    ) -> list[Passage]:
+        if not chunk_ids:
+            return []
+
+        def read(db: sqlite3.Connection) -> list[Passage]:
+            rows = db.execute(
+                "SELECT c.id, c.document_id, d.filename, d.title, d.owner, c.heading_path, "
+                "c.text FROM chunks c JOIN documents d ON d.id = c.document_id "
+                "WHERE c.id IN (SELECT value FROM json_each(?)) AND d.owner IN (?, ?)",
+                (json.dumps(chunk_ids), expert, SHARED),
+            ).fetchall()
+            scores = {}
+            if vector is not None:
+                scores = self._checked_index(db, vector).similarity([r[0] for r in rows], vector)
+            by_id = {
+                r[0]: Passage(
+                    chunk_id=r[0],
+                    document_id=r[1],
+                    filename=r[2],
+                    title=r[3],
+                    owner=r[4],
+                    heading_path=r[5],
+                    text=r[6],
+                    dense_score=scores.get(r[0], 0.0),
+                )
+                for r in rows
+            }
+            return [by_id[i] for i in chunk_ids if i in by_id]
+
+        return await self._run(read)
+
+    async def count_chunks(self) -> int:
+        return await self._run(lambda db: db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
+
+    # Conversations -------------------------------------------------------------------
+    @staticmethod
+    def _conversation(row: sqlite3.Row) -> Conversation:
+        return Conversation(
+            id=row["id"],
+            token_hash=row["token_hash"],
+            expert=row["expert"],
+            created_at=_dt(row["created_at"]),
+            updated_at=_dt(row["updated_at"]),
+            messages=row["messages"],
+        )
+
+    _CONV_SELECT = (
+        "SELECT v.*, (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = v.id) "
+        "AS messages FROM conversations v"
+    )
+
+    async def create_conversation(self, conversation_id: str, token_hash: str) -> Conversation:
+        def write(db: sqlite3.Connection) -> Conversation:
+            now = _now()
+            db.execute(
+                "INSERT INTO conversations (id, token_hash, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?)",
+                (conversation_id, token_hash, now, now),
+            )
+            return Conversation(conversation_id, token_hash, _dt(now), _dt(now))
+
+        return await self._run(write)
+
+    async def get_conversation(self, conversation_id: str) -> Conversation | None:
+        def read(db: sqlite3.Connection) -> Conversation | None:
+            row = db.execute(self._CONV_SELECT + " WHERE v.id = ?", (conversation_id,)).fetchone()
+            return self._conversation(row) if row else None
+
+        return await self._run(read)
+
+    async def set_conversation_expert(self, conversation_id: str, expert: str | None) -> None:
+        await self._run(
+            lambda db: db.execute(
+                "UPDATE conversations SET expert = ?, updated_at = ? WHERE id = ?",
+                (expert, _now(), conversation_id),
+            )
+        )
+
+    async def list_conversations(
+        self, limit: int = 50, offset: int = 0, filters: dict[str, Any] | None = None
+    ) -> list[Conversation]:
+        filters = filters or {}
+        where, params = [], []
+        if filters.get("expert"):
+            where.append("v.expert = ?")
+            params.append(filters["expert"])
+        if filters.get("since"):
+            where.append("v.updated_at >= ?")
+            params.append(filters["since"].isoformat())
+        if filters.get("until"):
+            where.append("v.updated_at < ?")
+            params.append(filters["until"].isoformat())
+        clause = (" WHERE " + " AND ".join(where)) if where else ""
+
+        def read(db: sqlite3.Connection) -> list[Conversation]:
+            rows = db.execute(
+                self._CONV_SELECT + clause + " ORDER BY v.updated_at DESC LIMIT ? OFFSET ?",
+                (*params, limit, offset),
+            ).fetchall()
+            return [self._conversation(r) for r in rows]
+
+        return await self._run(read)
+
+    @staticmethod
+    def _message(row: sqlite3.Row) -> Message:
+        return Message(
+            id=row["id"],
+            conversation_id=row["conversation_id"],
+            role=row["role"],
+            content=row["content"],
+            status=row["status"],
+            agent=row["agent"],
+            confidence=row["confidence"],
+            router=row["router"],
+            sources=json.loads(row["sources"]),
+            model=row["model"],
+            prompt_tokens=row["prompt_tokens"],
+            completion_tokens=row["completion_tokens"],
+            cost_usd=row["cost_usd"],
+            timings_ms=json.loads(row["timings"]),
+            meta=json.loads(row["meta"]),
+            created_at=_dt(row["created_at"]),
+        )
+
+    async def add_message(self, message: Message) -> int:
+        def write(db: sqlite3.Connection) -> int:
+            now = _now()
+            with self._tx(db):
+                cursor = db.execute(
+                    "INSERT INTO messages (conversation_id, role, content, status, agent, "
+                    "confidence, router, sources, model, prompt_tokens, completion_tokens, "
+                    "cost_usd, timings, meta, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        message.conversation_id,
+                        message.role,
+                        message.content,
+                        message.status,
+                        message.agent,
+                        message.confidence,
+                        message.router,
+                        json.dumps(message.sources, ensure_ascii=False),
+                        message.model,
+                        message.prompt_tokens,
+                        message.completion_tokens,
+                        message.cost_usd,
+                        json.dumps(message.timings_ms),
+                        json.dumps(message.meta, ensure_ascii=False, default=str),
+                        now,
+                    ),
+                )
+                db.execute(
+                    "UPDATE conversations SET updated_at = ? WHERE id = ?",
+                    (now, message.conversation_id),
+                )
+            message.id = int(cursor.lastrowid)
+            message.created_at = _dt(now)
+            return message.id
+
+        return await self._run(write)
+
+    async def get_messages(
+        self, conversation_id: str, limit: int | None = None, after_id: int | None = None
+    ) -> list[Message]:
+        def read(db: sqlite3.Connection) -> list[Message]:
+            rows = db.execute(
+                "SELECT * FROM messages WHERE conversation_id = ? AND id > ? "
+                "ORDER BY id DESC LIMIT ?",
+                (conversation_id, after_id or 0, -1 if limit is None else limit),
+            ).fetchall()
+            return [self._message(r) for r in reversed(rows)]
+
+        return await self._run(read)
+
+    async def messages_between(
+        self, since: datetime | None = None, until: datetime | None = None
+    ) -> list[Message]:
+        def read(db: sqlite3.Connection) -> list[Message]:
+            rows = db.execute(
+                "SELECT * FROM messages WHERE created_at >= ? AND created_at < ? ORDER BY id",
+                (
+                    since.astimezone(UTC).isoformat() if since else "",
+                    until.astimezone(UTC).isoformat() if until else "9999",
+                ),
+            ).fetchall()
+            return [self._message(r) for r in rows]
+
+        return await self._run(read)
+
+    async def get_message(self, message_id: int) -> Message | None:
+        def read(db: sqlite3.Connection) -> Message | None:
+            row = db.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
+            return self._message(row) if row else None
+
+        return await self._run(read)
+
+    # Escalations and feedback --------------------------------------------------------
+    @staticmethod
+    def _escalation(row: sqlite3.Row) -> Escalation:
+        return Escalation(
+            id=row["id"],
+            conversation_id=row["conversation_id"],
+            message_id=row["message_id"],
+            reason=row["reason"],
+            primary_need=row["primary_need"],
+            brief=row["brief"],
+            closest_expert=row["closest_expert"],
+            status=row["status"],
+            meta=json.loads(row["meta"]),
+            created_at=_dt(row["created_at"]),
+            updated_at=_dt(row["updated_at"]),
+        )
+
+    async def add_escalation(self, escalation: Escalation) -> int:
+        def write(db: sqlite3.Connection) -> int:
+            now = _now()
+            cursor = db.execute(
+                "INSERT INTO escalations (conversation_id, message_id, reason, primary_need, "
+                "brief, closest_expert, status, meta, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    escalation.conversation_id,
+                    escalation.message_id,
+                    escalation.reason,
+                    escalation.primary_need,
+                    escalation.brief,
+                    escalation.closest_expert,
+                    escalation.status,
+                    json.dumps(escalation.meta, ensure_ascii=False, default=str),
+                    now,
+                    now,
+                ),
+            )
+            escalation.id = int(cursor.lastrowid)
+            return escalation.id
+
+        return await self._run(write)
+
+    async def list_escalations(self, status: str | None = "open") -> list[Escalation]:
+        def read(db: sqlite3.Connection) -> list[Escalation]:
+            if status is None:
+                rows = db.execute("SELECT * FROM escalations ORDER BY id DESC").fetchall()
+            else:
+                rows = db.execute(
+                    "SELECT * FROM escalations WHERE status = ? ORDER BY id DESC", (status,)
+                ).fetchall()
+            return [self._escalation(r) for r in rows]
+
+        return await self._run(read)
+
+    async def get_escalation(self, escalation_id: int) -> Escalation | None:
+        def read(db: sqlite3.Connection) -> Escalation | None:
+            row = db.execute("SELECT * FROM escalations WHERE id = ?", (escalation_id,)).fetchone()
+            return self._escalation(row) if row else None
+
+        return await self._run(read)
+
+    async def set_escalation_status(self, escalation_id: int, status: str) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            cursor = db.execute(
+                "UPDATE escalations SET status = ?, updated_at = ? WHERE id = ?",
+                (status, _now(), escalation_id),
+            )
+            if cursor.rowcount == 0:
+                raise NotFoundError(f"no escalation {escalation_id}")
+
+        await self._run(write)
+
+    async def add_feedback(self, feedback: Feedback) -> int:
+        def write(db: sqlite3.Connection) -> int:
+            row = db.execute(
+                "INSERT INTO feedback (conversation_id, message_id, rating, comment, created_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(message_id) DO UPDATE SET "
+                "rating = excluded.rating, comment = excluded.comment, "
+                "created_at = excluded.created_at RETURNING id",
+                (
+                    feedback.conversation_id,
+                    feedback.message_id,
+                    feedback.rating,
+                    feedback.comment,
+                    _now(),
+                ),
+            ).fetchone()
+            feedback.id = int(row[0])
+            return feedback.id
+
+        return await self._run(write)
+
+    async def list_feedback(self, conversation_id: str | None = None) -> list[Feedback]:
+        def read(db: sqlite3.Connection) -> list[Feedback]:
+            sql = "SELECT * FROM feedback"
+            params: tuple[Any, ...] = ()
+            if conversation_id is not None:
+                sql += " WHERE conversation_id = ?"
+                params = (conversation_id,)
+            rows = db.execute(sql + " ORDER BY id DESC", params).fetchall()
+            return [
+                Feedback(
+                    id=r["id"],
+                    conversation_id=r["conversation_id"],
+                    message_id=r["message_id"],
+                    rating=r["rating"],
+                    comment=r["comment"],
+                    created_at=_dt(r["created_at"]),
+                )
+                for r in rows
+            ]
+
+        return await self._run(read)
