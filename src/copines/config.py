@@ -107,6 +107,7 @@ class Settings(BaseSettings):
     rate_per_day_ip: int = 100
     rate_new_conversations_per_hour: int = 6
     trust_forwarded_for: bool = False
+    rate_limit_prefix: str = "copines:rl:"  # Redis key prefix of the rate limits
 
     @field_validator("shared_patterns", "allowed_origins", mode="before")
     @classmethod
