@@ -1,0 +1,172 @@
+"""Embedders: the bundled USE model, and OpenAI embeddings against a local OpenAI server."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tests.fakes import Reply
+from tests.fakes.openai_embeddings import FakeOpenAIEmbeddings
+
+from copines.config import Settings
+from copines.errors import ConfigError, ProviderError
+from copines.providers.embeddings import LocalEmbedder, OpenAIEmbedder, build_embedder
+
+KEY = "test-openai-key"
+
+
+@pytest.fixture
+def openai_server():
+    with FakeOpenAIEmbeddings(api_key=KEY) as server:
+        yield server
+
+
+@pytest.fixture
+async def openai_embedder(openai_server: FakeOpenAIEmbeddings):
+    built = OpenAIEmbedder(
+        api_key=KEY,
+        base_url=openai_server.url + "/v1",
+        dimensions=64,
+        batch_size=4,
+        timeout=0.5,
+        retries=2,
+    )
+    yield built
+    await built.aclose()
+
+
+TEXTS = [f"texte numéro {i} sur les tunnels de vente et les emails" for i in range(10)]
+
+
+async def test_local_embedder_vectors(embedder: LocalEmbedder):
+    vectors = await embedder.embed(["Comment créer un reel ?", "Configurer Zapier", "Bonjour"])
+    assert vectors.shape == (3, 512) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert embedder.dim == 512 and embedder.id.endswith(":512")
+    empty = await embedder.embed([])
+    assert empty.shape == (0, 512)
+
+
+async def test_local_embedder_is_semantic_across_wordings(embedder: LocalEmbedder):
+    q, same, other = await embedder.embed(
+        [
+            "comment automatiser mes emails de bienvenue",
+            "mettre en place une séquence d'emails automatique pour les nouvelles inscrites",
+            "quelle musique choisir pour mon reel instagram",
+        ]
+    )
+    assert float(q @ same) > float(q @ other) + 0.1
+
+
+async def test_local_embedder_batches_match_single_calls(embedder: LocalEmbedder):
+    texts = [f"phrase {i} à propos de storytelling" for i in range(embedder.batch_size + 3)]
+    together = await embedder.embed(texts)
+    alone = np.vstack([await embedder.embed_one(t) for t in texts[:3]])
+    assert together.shape == (len(texts), 512)
+    assert np.allclose(together[:3], alone, atol=1e-4)
+
+
+async def test_openai_batches_and_order(openai_server, openai_embedder):
+    vectors = await openai_embedder.embed(TEXTS)
+    assert openai_server.batches == [4, 4, 2]
+    assert vectors.shape == (10, 64) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    # Same text, same vector; and the rows follow the input order.
+    again = await openai_embedder.embed_one(TEXTS[7])
+    assert np.allclose(again, vectors[7], atol=1e-6)
+    assert not np.allclose(vectors[6], vectors[7])
+
+
+async def test_openai_request_shape(openai_server, openai_embedder):
+    await openai_embedder.embed(["un", "deux"])
+    request = openai_server.requests[0]
+    assert request.path == "/v1/embeddings"
+    assert request.headers["authorization"] == f"Bearer {KEY}"
+    assert request.json == {
+        "model": "text-embedding-3-small",
+        "input": ["un", "deux"],
+        "encoding_format": "float",
+        "dimensions": 64,
+    }
+    assert openai_embedder.id == "openai:text-embedding-3-small:64"
+
+
+async def test_openai_rows_reordered_by_index(openai_server, openai_embedder):
+    a, b = [1.0] + [0.0] * 63, [0.0, 1.0] + [0.0] * 62
+    openai_server.enqueue(
+        Reply(json={"data": [{"index": 1, "embedding": b}, {"index": 0, "embedding": a}]})
+    )
+    vectors = await openai_embedder.embed(["a", "b"])
+    assert vectors[0][0] == 1.0 and vectors[1][1] == 1.0
+
+
+@pytest.mark.parametrize("status", [429, 500, 502, 503])
+async def test_openai_retries_rate_limits_and_server_errors(openai_server, openai_embedder, status):
+    openai_server.fail(status, times=2, headers={"Retry-After": "0"})
+    vectors = await openai_embedder.embed(["bonjour"])
+    assert vectors.shape == (1, 64)
+    assert len(openai_server.requests) == 3
+
+
+async def test_openai_retries_a_timeout(openai_server, openai_embedder):
+    openai_server.enqueue(Reply(delay=1.2, json={}))
+    vectors = await openai_embedder.embed(["bonjour"])
+    assert vectors.shape == (1, 64)
+    assert len(openai_server.requests) == 2
+
+
+async def test_openai_gives_up_after_the_retries(openai_server, openai_embedder):
+    openai_server.fail(503, times=3, headers={"Retry-After": "0"})
+    with pytest.raises(ProviderError) as info:
+        await openai_embedder.embed(["bonjour"])
+    assert info.value.status == 503
+    assert len(openai_server.requests) == 3
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404])
+async def test_openai_client_errors_fail_at_once_and_clearly(
+    openai_server, openai_embedder, status
+):
+    openai_server.enqueue(Reply(status=status, json={"error": {"message": "nope"}}))
+    with pytest.raises(ProviderError) as info:
+        await openai_embedder.embed(["bonjour"])
+    assert info.value.status == status
+    assert f"HTTP {status}" in str(info.value)
+    assert len(openai_server.requests) == 1  # no retry on a client error
+
+
+async def test_openai_wrong_key_is_a_401(openai_server):
+    bad = OpenAIEmbedder(api_key="wrong", base_url=openai_server.url, dimensions=8, retries=0)
+    try:
+        with pytest.raises(ProviderError) as info:
+            await bad.embed(["x"])
+    finally:
+        await bad.aclose()
+    assert info.value.status == 401
+    assert "wrong" not in str(info.value)  # the key never appears in an error
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        pytest.param(Reply(body=b"<html>gateway</html>"), id="not-json"),
+        pytest.param(Reply(json={"data": "nope"}), id="data-not-a-list"),
+        pytest.param(
+            Reply(json={"data": [{"index": 0, "embedding": [0.1] * 63}]}), id="wrong-dims"
+        ),
+        pytest.param(Reply(json={"data": []}), id="missing-rows"),
+    ],
+)
+async def test_openai_garbage_is_a_provider_error(openai_server, openai_embedder, reply):
+    openai_server.enqueue(reply)
+    with pytest.raises(ProviderError):
+        await openai_embedder.embed(["bonjour"])
+
+
+def test_build_embedder_choices(tmp_path):
+    assert isinstance(build_embedder(Settings(_env_file=None)), LocalEmbedder)
+    openai = build_embedder(Settings(_env_file=None, OPENAI_API_KEY="k", embeddings_dimensions=256))
+    assert isinstance(openai, OpenAIEmbedder) and openai.dim == 256
+    local = build_embedder(Settings(_env_file=None, OPENAI_API_KEY="k", embedder="local"))
+    assert isinstance(local, LocalEmbedder)
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
+        build_embedder(Settings(_env_file=None, embedder="openai"))
