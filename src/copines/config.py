@@ -45,6 +45,15 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, validation_alias=_env("DATABASE_URL"))
     data_dir: Path = Path("data")
     sqlite_busy_timeout_ms: int = 5000
+    # Postgres (pgvector): connection pool per process, and the vector search's trade-offs.
+    pg_pool_min_size: int = 1
+    pg_pool_max_size: int = 10
+    pg_connect_timeout: float = 10.0
+    pg_hnsw_ef_search: int = 100  # raised by the owner filter's selectivity, up to 1000
+    pg_exact_search_below: int = 20_000  # an expert's + shared chunks: fewer are searched exactly
+    pg_hnsw_m: int = 16
+    pg_hnsw_ef_construction: int = 64
+    pg_maintenance_work_mem: str = "256MB"  # while building the HNSW index
 
     # Chat models (OpenRouter or any OpenAI-compatible server)
     openrouter_api_key: SecretStr | None = Field(

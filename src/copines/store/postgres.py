@@ -1,0 +1,511 @@
+"""The production store: Postgres + pgvector (Supabase or any Postgres >= 15), through a pool.
+
+Knowledge lives here; conversations, escalations and feedback in `postgres_conversations.py`.
+Every statement is parameterised and no server-side prepared statement is kept
+(`prepare_threshold=None`), and settings only change with `SET LOCAL`, so the store works through
+a transaction-mode pooler (Supabase's on port 6543, PgBouncer).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import psycopg
+from pgvector.psycopg.vector import register_vector_info
+from psycopg import AsyncConnection, sql
+from psycopg.rows import dict_row
+from psycopg.types import TypeInfo
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from copines.config import Settings
+from copines.errors import ConfigError, NotFoundError, StoreBusyError
+from copines.experts import SHARED
+from copines.store.base import ChunkRecord, DocumentRecord, Passage, Store, StoredChunk
+from copines.store.pg_migrate import apply_migrations, parse_version
+from copines.store.postgres_conversations import ConversationsMixin
+from copines.store.sqlite import mismatch_error
+
+_EMBEDDER_LOCK = 7_366_813_002  # serialises the first ingest (it types the vector column)
+_OWNER_COUNTS_TTL = 30.0  # seconds a process trusts its chunk counts per owner
+_MAX_EF_SEARCH = 1000
+_TERM = re.compile(r"[a-z0-9]+")
+
+
+def plain_url(url: str) -> str:
+    """The libpq form of a DATABASE_URL (SQLAlchemy-style prefixes removed)."""
+    for prefix in ("postgresql+psycopg://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql://" + url.removeprefix(prefix)
+    return url
+
+
+def tsquery_terms(terms: list[str]) -> str:
+    """A to_tsquery expression matching any term as a prefix ("a:* | b:*")."""
+    clean = []
+    for term in terms:
+        for part in _TERM.findall(term.lower()):
+            if part not in clean:
+                clean.append(part)
+    return " | ".join(f"{part}:*" for part in clean)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return value.astimezone(UTC) if value is not None else None
+
+
+class PostgresStore(ConversationsMixin, Store):
+    """Postgres + pgvector behind the Store interface (psycopg 3, async pool)."""
+
+    def __init__(self, url: str, settings: Settings):
+        self.url = plain_url(url)
+        self.settings = settings
+        self._pool: AsyncConnectionPool | None = None
+        self._vector_info: TypeInfo | None = None
+        self.pgvector_version: tuple[int, ...] = ()
+        self.embedder_id: str | None = None
+        self.dim: int | None = None
+        self._owner_counts: dict[str, int] = {}
+        self._owner_counts_at = 0.0
+
+    # Plumbing ------------------------------------------------------------------------
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        try:
+            conn = await AsyncConnection.connect(
+                self.url,
+                autocommit=True,
+                prepare_threshold=None,
+                connect_timeout=max(1, int(self.settings.pg_connect_timeout)),
+            )
+        except psycopg.OperationalError as exc:
+            raise ConfigError(
+                f"cannot connect to Postgres ({str(exc).strip().splitlines()[0]}); "
+                "check DATABASE_URL"
+            ) from exc
+        async with conn:
+            await apply_migrations(conn)
+            row = await (
+                await conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+            ).fetchone()
+            self.pgvector_version = parse_version(row[0])
+            self._vector_info = await TypeInfo.fetch(conn, "vector")
+        pool = AsyncConnectionPool(
+            self.url,
+            min_size=self.settings.pg_pool_min_size,
+            max_size=max(self.settings.pg_pool_max_size, self.settings.pg_pool_min_size),
+            kwargs={"prepare_threshold": None, "row_factory": dict_row},
+            configure=self._configure,
+            timeout=self.settings.pg_connect_timeout,
+            open=False,
+            name="copines",
+        )
+        await pool.open(wait=True, timeout=self.settings.pg_connect_timeout)
+        self._pool = pool
+        await self.get_embedder_id()
+
+    async def _configure(self, conn: AsyncConnection) -> None:
+        # The vector type's OID was read once at open: no round trip per new connection.
+        register_vector_info(conn, self._vector_info)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection inside one transaction (committed on exit, rolled back on error)."""
+        if self._pool is None:
+            raise RuntimeError("store is not open; call `await store.open()` first")
+        try:
+            async with self._pool.connection() as conn:
+                yield conn
+        except PoolTimeout as exc:
+            raise StoreBusyError(
+                f"all {self._pool.max_size} Postgres connections stayed busy for "
+                f"{self._pool.timeout:.0f} s; retry shortly or raise COPINES_PG_POOL_MAX_SIZE"
+            ) from exc
+
+    async def ping(self) -> bool:
+        try:
+            async with self._tx() as conn:
+                row = await (await conn.execute("SELECT 1 AS ok")).fetchone()
+                return row["ok"] == 1
+        except Exception:
+            return False
+
+    # Knowledge -----------------------------------------------------------------------
+    async def _read_meta(self, conn: AsyncConnection) -> None:
+        rows = await (
+            await conn.execute(
+                "SELECT key, value FROM copines.meta WHERE key IN ('embedder', 'dim')"
+            )
+        ).fetchall()
+        meta = {r["key"]: r["value"] for r in rows}
+        self.embedder_id = meta.get("embedder")
+        self.dim = int(meta["dim"]) if "dim" in meta else None
+
+    async def get_embedder_id(self) -> str | None:
+        async with self._tx() as conn:
+            await self._read_meta(conn)
+        return self.embedder_id
+
+    _DOC_SELECT = (
+        "SELECT d.*, (SELECT count(*) FROM copines.document_chunks c "
+        "WHERE c.document_id = d.id) AS chunks FROM copines.documents d"
+    )
+
+    @staticmethod
+    def _document(row: dict[str, Any]) -> DocumentRecord:
+        return DocumentRecord(
+            id=row["id"],
+            filename=row["filename"],
+            title=row["title"],
+            owner=row["agent_owner"],
+            owner_reason=row["owner_reason"],
+            tags=list(row["tags"]),
+            category=row["category"],
+            priority=row["priority"],
+            content_hash=row["content_hash"],
+            source_path=row["source_path"],
+            chunks=row["chunks"],
+            created_at=_utc(row["created_at"]),
+            updated_at=_utc(row["updated_at"]),
+        )
+
+    async def get_document(self, filename: str) -> DocumentRecord | None:
+        async with self._tx() as conn:
+            cur = await conn.execute(self._DOC_SELECT + " WHERE d.filename = %s", (filename,))
+            row = await cur.fetchone()
+        return self._document(row) if row else None
+
+    async def list_documents(self, owner: str | None = None) -> list[DocumentRecord]:
+        async with self._tx() as conn:
+            if owner is None:
+                cur = await conn.execute(self._DOC_SELECT + " ORDER BY d.filename")
+            else:
+                cur = await conn.execute(
+                    self._DOC_SELECT + " WHERE d.agent_owner = %s ORDER BY d.filename", (owner,)
+                )
+            rows = await cur.fetchall()
+        return [self._document(r) for r in rows]
+
+    async def _claim_embedder(
+        self, conn: AsyncConnection, embedder_id: str, dim: int | None
+    ) -> None:
+        """Check the store's embedder; on the first ingest, type the vector column and index it."""
+        query = "SELECT value FROM copines.meta WHERE key = 'embedder'"
+        row = await (await conn.execute(query + " FOR SHARE")).fetchone()
+        if row is None:
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_EMBEDDER_LOCK,))
+            row = await (await conn.execute(query)).fetchone()  # a concurrent first ingest?
+        if row is not None:
+            if row["value"] != embedder_id:
+                raise mismatch_error(row["value"], embedder_id)
+            return
+        if not dim:
+            return  # no vector yet: the first document with chunks decides the size
+        await self._type_vectors(conn, dim)
+        await conn.execute(
+            "INSERT INTO copines.meta (key, value) VALUES ('embedder', %s), ('dim', %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (embedder_id, str(dim)),
+        )
+
+    async def _type_vectors(self, conn: AsyncConnection, dim: int) -> None:
+        """Make the column vector(dim) and (re)build its HNSW index (cosine)."""
+        s = self.settings
+        await conn.execute("DROP INDEX IF EXISTS copines.document_chunks_embedding_idx")
+        await conn.execute(
+            sql.SQL(
+                "ALTER TABLE copines.document_chunks ALTER COLUMN embedding TYPE vector({dim}) "
+                "USING embedding::vector({dim})"
+            ).format(dim=sql.Literal(int(dim)))
+        )
+        await conn.execute(
+            "SELECT set_config('maintenance_work_mem', %s, true)", (s.pg_maintenance_work_mem,)
+        )
+        await conn.execute(
+            sql.SQL(
+                "CREATE INDEX document_chunks_embedding_idx ON copines.document_chunks "
+                "USING hnsw (embedding vector_cosine_ops) WITH (m = {m}, ef_construction = {ef})"
+            ).format(
+                m=sql.Literal(int(s.pg_hnsw_m)), ef=sql.Literal(int(s.pg_hnsw_ef_construction))
+            )
+        )
+
+    async def save_document(
+        self,
+        document: DocumentRecord,
+        chunks: list[ChunkRecord],
+        embeddings: np.ndarray,
+        embedder_id: str,
+    ) -> int:
+        if len(chunks) != len(embeddings):
+            raise ValueError("one embedding per chunk is required")
+        vectors = np.ascontiguousarray(embeddings, dtype=np.float32)
+        dim = int(vectors.shape[1]) if vectors.ndim == 2 and len(vectors) else None
+        async with self._tx() as conn:
+            await self._claim_embedder(conn, embedder_id, dim)
+            await self._read_meta(conn)
+            if dim is not None and self.dim is not None and dim != self.dim:
+                raise mismatch_error(self.embedder_id or "?", f"an embedder of {dim} dims")
+            row = await (
+                await conn.execute(
+                    "INSERT INTO copines.documents AS d (filename, title, agent_owner, "
+                    "owner_reason, tags, category, priority, content_hash, source_path) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (filename) DO UPDATE SET title = excluded.title, "
+                    "agent_owner = excluded.agent_owner, owner_reason = excluded.owner_reason, "
+                    "tags = excluded.tags, category = excluded.category, "
+                    "priority = excluded.priority, content_hash = excluded.content_hash, "
+                    "source_path = excluded.source_path, updated_at = clock_timestamp() "
+                    "RETURNING d.id",
+                    (
+                        document.filename,
+                        document.title,
+                        document.owner,
+                        document.owner_reason,
+                        list(document.tags),
+                        document.category,
+                        document.priority,
+                        document.content_hash,
+                        document.source_path,
+                    ),
+                )
+            ).fetchone()
+            doc_id = int(row["id"])
+            await conn.execute(
+                "DELETE FROM copines.document_chunks WHERE document_id = %s", (doc_id,)
+            )
+            if chunks:
+                async with conn.cursor() as cur:
+                    await cur.executemany(
+                        "INSERT INTO copines.document_chunks (document_id, agent_owner, position, "
+                        "heading_path, content, keywords, embedding, embedder) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                        [
+                            (
+                                doc_id,
+                                document.owner,
+                                chunk.position,
+                                chunk.heading_path,
+                                chunk.text,
+                                list(chunk.keywords),
+                                vectors[i],
+                                embedder_id,
+                            )
+                            for i, chunk in enumerate(chunks)
+                        ],
+                    )
+        self._owner_counts_at = 0.0
+        return doc_id
+
+    async def set_owner(self, filename: str, owner: str, reason: str) -> None:
+        async with self._tx() as conn:
+            cur = await conn.execute(
+                "UPDATE copines.documents SET agent_owner = %s, owner_reason = %s, "
+                "updated_at = clock_timestamp() WHERE filename = %s",
+                (owner, reason, filename),
+            )
+            if cur.rowcount == 0:
+                raise NotFoundError(f"no document named '{filename}'; see `copines documents`")
+        self._owner_counts_at = 0.0
+
+    async def delete_document(self, filename: str) -> None:
+        async with self._tx() as conn:
+            cur = await conn.execute(
+                "DELETE FROM copines.documents WHERE filename = %s", (filename,)
+            )
+            if cur.rowcount == 0:
+                raise NotFoundError(f"no document named '{filename}'; see `copines documents`")
+        self._owner_counts_at = 0.0
+
+    async def all_chunks(self) -> list[StoredChunk]:
+        async with self._tx() as conn:
+            rows = await (
+                await conn.execute(
+                    "SELECT c.id, c.content, c.heading_path, d.title "
+                    "FROM copines.document_chunks c "
+                    "JOIN copines.documents d ON d.id = c.document_id ORDER BY c.id"
+                )
+            ).fetchall()
+        return [StoredChunk(r["id"], r["content"], r["heading_path"], r["title"]) for r in rows]
+
+    async def replace_embeddings(
+        self, ids: list[int], embeddings: np.ndarray, embedder_id: str
+    ) -> None:
+        vectors = np.ascontiguousarray(embeddings, dtype=np.float32)
+        dim = int(vectors.shape[1]) if vectors.ndim == 2 and len(vectors) else self.dim or 0
+        async with self._tx() as conn:
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_EMBEDDER_LOCK,))
+            # Free the column of its size (the vectors change size), fill it, then type and
+            # index it again: one bulk HNSW build beats updating the graph row by row.
+            await conn.execute("DROP INDEX IF EXISTS copines.document_chunks_embedding_idx")
+            await conn.execute(
+                "ALTER TABLE copines.document_chunks ALTER COLUMN embedding TYPE vector"
+            )
+            async with conn.cursor() as cur:
+                await cur.executemany(
+                    "UPDATE copines.document_chunks SET embedding = %s, embedder = %s "
+                    "WHERE id = %s",
+                    [(vectors[i], embedder_id, cid) for i, cid in enumerate(ids)],
+                )
+            row = await (
+                await conn.execute(
+                    "SELECT count(*) AS n FROM copines.document_chunks WHERE embedder <> %s",
+                    (embedder_id,),
+                )
+            ).fetchone()
+            if row["n"]:
+                raise RuntimeError(f"{row['n']} chunks changed during reindex; run it again")
+            await self._type_vectors(conn, dim)
+            await conn.execute(
+                "INSERT INTO copines.meta (key, value) VALUES ('embedder', %s), ('dim', %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (embedder_id, str(dim)),
+            )
+        self.embedder_id, self.dim = embedder_id, dim
+
+    # Search --------------------------------------------------------------------------
+    async def owner_counts(self) -> dict[str, int]:
+        """Chunks per owner, re-read at most every 30 s (they only steer the search plan)."""
+        if time.monotonic() - self._owner_counts_at > _OWNER_COUNTS_TTL:
+            async with self._tx() as conn:
+                rows = await (
+                    await conn.execute(
+                        "SELECT agent_owner, count(*) AS n FROM copines.document_chunks "
+                        "GROUP BY agent_owner"
+                    )
+                ).fetchall()
+            self._owner_counts = {r["agent_owner"]: r["n"] for r in rows}
+            self._owner_counts_at = time.monotonic()
+        return self._owner_counts
+
+    async def search_plan(self, expert: str) -> tuple[bool, int]:
+        """(exact?, ef_search) for an expert: exact under the cutoff; else an ef_search raised
+        by how few of the chunks the owner filter keeps (the HNSW scan filters after it)."""
+        counts = await self.owner_counts()
+        mine = counts.get(expert, 0) + counts.get(SHARED, 0)
+        total = sum(counts.values())
+        if mine <= self.settings.pg_exact_search_below:
+            return True, 0
+        base = self.settings.pg_hnsw_ef_search
+        ef = math.ceil(base * total / max(mine, 1))
+        return False, max(base, min(ef, _MAX_EF_SEARCH))
+
+    def _check_dim(self, vector: np.ndarray) -> None:
+        if self.dim is not None and len(vector) != self.dim:
+            raise mismatch_error(self.embedder_id or "?", f"an embedder of {len(vector)} dims")
+
+    async def dense_search(
+        self, expert: str, vector: np.ndarray, limit: int, threshold: float
+    ) -> list[tuple[int, float]]:
+        self._check_dim(vector)
+        exact, ef_search = await self.search_plan(expert)
+        return await self.match_chunks(expert, vector, limit, threshold, exact, ef_search)
+
+    async def match_chunks(
+        self,
+        expert: str,
+        vector: np.ndarray,
+        limit: int,
+        threshold: float,
+        exact: bool,
+        ef_search: int = 0,
+    ) -> list[tuple[int, float]]:
+        """copines.match_chunks(), exactly (no index scan) or through HNSW at `ef_search`."""
+        query = np.asarray(vector, dtype=np.float32)
+        async with self._tx() as conn:
+            if exact:
+                await conn.execute("SELECT set_config('enable_indexscan', 'off', true)")
+            else:
+                await conn.execute(
+                    "SELECT set_config('hnsw.ef_search', %s, true)", (str(ef_search),)
+                )
+                if self.pgvector_version >= (0, 8, 0):
+                    # Keep scanning the graph until enough rows pass the owner filter.
+                    await conn.execute(
+                        "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)"
+                    )
+            try:
+                rows = await (
+                    await conn.execute(
+                        "SELECT id, similarity FROM copines.match_chunks(%s, %s, %s, %s)",
+                        (query, expert, float(threshold), int(limit)),
+                    )
+                ).fetchall()
+            except psycopg.errors.DataException as exc:
+                if "dimensions" in str(exc):
+                    raise mismatch_error(
+                        self.embedder_id or "?", f"an embedder of {len(vector)} dims"
+                    ) from exc
+                raise
+        return [(int(r["id"]), float(r["similarity"])) for r in rows]
+
+    async def keyword_search(self, expert: str, terms: list[str], limit: int) -> list[int]:
+        expression = tsquery_terms(terms)
+        if not expression:
+            return []
+        async with self._tx() as conn:
+            rows = await (
+                await conn.execute(
+                    "WITH q AS (SELECT to_tsquery('simple', %(q)s) "
+                    "|| to_tsquery('french', %(q)s) AS query) "
+                    "SELECT c.id FROM copines.document_chunks c, q "
+                    "WHERE c.search @@ q.query AND c.agent_owner IN (%(expert)s, %(shared)s) "
+                    "ORDER BY ts_rank(c.search, q.query) DESC, c.id LIMIT %(limit)s",
+                    {"q": expression, "expert": expert, "shared": SHARED, "limit": limit},
+                )
+            ).fetchall()
+        return [r["id"] for r in rows]
+
+    async def get_passages(
+        self, expert: str, chunk_ids: list[int], vector: np.ndarray | None = None
+    ) -> list[Passage]:
+        if not chunk_ids:
+            return []
+        select = (
+            "SELECT c.id, c.document_id, d.filename, d.title, d.agent_owner, c.heading_path, "
+            "c.content, {score} AS dense FROM copines.document_chunks c "
+            "JOIN copines.documents d ON d.id = c.document_id "
+            "WHERE c.id = ANY(%(ids)s) AND d.agent_owner IN (%(expert)s, %(shared)s)"
+        )
+        params: dict[str, Any] = {"ids": list(chunk_ids), "expert": expert, "shared": SHARED}
+        if vector is not None:
+            self._check_dim(vector)
+            query = select.format(score="1 - (c.embedding <=> %(vector)s)")
+            params["vector"] = np.asarray(vector, dtype=np.float32)
+        else:
+            query = select.format(score="0.0::float8")
+        async with self._tx() as conn:
+            rows = await (await conn.execute(query, params)).fetchall()
+        by_id = {
+            r["id"]: Passage(
+                chunk_id=r["id"],
+                document_id=r["document_id"],
+                filename=r["filename"],
+                title=r["title"],
+                owner=r["agent_owner"],
+                heading_path=r["heading_path"],
+                text=r["content"],
+                dense_score=float(r["dense"]),
+            )
+            for r in rows
+        }
+        return [by_id[i] for i in chunk_ids if i in by_id]
+
+    async def count_chunks(self) -> int:
+        async with self._tx() as conn:
+            row = await (
+                await conn.execute("SELECT count(*) AS n FROM copines.document_chunks")
+            ).fetchone()
+        return int(row["n"])

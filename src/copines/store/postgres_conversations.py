@@ -1,0 +1,294 @@
+"""Conversations, messages, escalations and feedback on Postgres (mixed into PostgresStore)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from copines.errors import NotFoundError
+from copines.store.base import Conversation, Escalation, Feedback, Message
+
+_dumps = partial(json.dumps, ensure_ascii=False, default=str)
+
+
+def _json(value: Any) -> Jsonb:
+    return Jsonb(value, dumps=_dumps)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return value.astimezone(UTC) if value is not None else None
+
+
+class ConversationsMixin:
+    """The conversation half of the Postgres store; `self._tx()` comes from PostgresStore."""
+
+    # Conversations -------------------------------------------------------------------
+    _CONV_SELECT = (
+        "SELECT v.*, (SELECT count(*) FROM copines.messages m WHERE m.conversation_id = v.id) "
+        "AS messages FROM copines.conversations v"
+    )
+
+    @staticmethod
+    def _conversation(row: dict[str, Any]) -> Conversation:
+        return Conversation(
+            id=row["id"],
+            token_hash=row["token_hash"],
+            expert=row["expert"],
+            created_at=_utc(row["created_at"]),
+            updated_at=_utc(row["updated_at"]),
+            messages=row["messages"],
+        )
+
+    async def create_conversation(self, conversation_id: str, token_hash: str) -> Conversation:
+        async with self._tx() as conn:
+            row = await (
+                await conn.execute(
+                    "INSERT INTO copines.conversations (id, token_hash) VALUES (%s, %s) "
+                    "RETURNING *, 0 AS messages",
+                    (conversation_id, token_hash),
+                )
+            ).fetchone()
+        return self._conversation(row)
+
+    async def get_conversation(self, conversation_id: str) -> Conversation | None:
+        async with self._tx() as conn:
+            row = await (
+                await conn.execute(self._CONV_SELECT + " WHERE v.id = %s", (conversation_id,))
+            ).fetchone()
+        return self._conversation(row) if row else None
+
+    async def set_conversation_expert(self, conversation_id: str, expert: str | None) -> None:
+        async with self._tx() as conn:
+            await conn.execute(
+                "UPDATE copines.conversations SET expert = %s, updated_at = clock_timestamp() "
+                "WHERE id = %s",
+                (expert, conversation_id),
+            )
+
+    async def list_conversations(
+        self, limit: int = 50, offset: int = 0, filters: dict[str, Any] | None = None
+    ) -> list[Conversation]:
+        filters = filters or {}
+        where, params = [], []
+        if filters.get("expert"):
+            where.append("v.expert = %s")
+            params.append(filters["expert"])
+        if filters.get("since"):
+            where.append("v.updated_at >= %s")
+            params.append(filters["since"])
+        if filters.get("until"):
+            where.append("v.updated_at < %s")
+            params.append(filters["until"])
+        clause = (" WHERE " + " AND ".join(where)) if where else ""
+        async with self._tx() as conn:
+            rows = await (
+                await conn.execute(
+                    self._CONV_SELECT + clause + " ORDER BY v.updated_at DESC LIMIT %s OFFSET %s",
+                    (*params, limit, offset),
+                )
+            ).fetchall()
+        return [self._conversation(r) for r in rows]
+
+    # Messages ------------------------------------------------------------------------
+    @staticmethod
+    def _message(row: dict[str, Any]) -> Message:
+        return Message(
+            id=row["id"],
+            conversation_id=row["conversation_id"],
+            role=row["role"],
+            content=row["content"],
+            status=row["status"],
+            agent=row["agent"],
+            confidence=row["confidence"],
+            router=row["router"],
+            sources=row["sources"],
+            model=row["model"],
+            prompt_tokens=row["prompt_tokens"],
+            completion_tokens=row["completion_tokens"],
+            cost_usd=row["cost_usd"],
+            timings_ms=row["timings"],
+            meta=row["meta"],
+            created_at=_utc(row["created_at"]),
+        )
+
+    async def add_message(self, message: Message) -> int:
+        async with self._tx() as conn:
+            row = await (
+                await conn.execute(
+                    "INSERT INTO copines.messages (conversation_id, role, content, status, agent, "
+                    "confidence, router, sources, model, prompt_tokens, completion_tokens, "
+                    "cost_usd, timings, meta) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                    "RETURNING id, created_at",
+                    (
+                        message.conversation_id,
+                        message.role,
+                        message.content,
+                        message.status,
+                        message.agent,
+                        message.confidence,
+                        message.router,
+                        _json(message.sources),
+                        message.model,
+                        message.prompt_tokens,
+                        message.completion_tokens,
+                        message.cost_usd,
+                        _json(message.timings_ms),
+                        _json(message.meta),
+                    ),
+                )
+            ).fetchone()
+            await conn.execute(
+                "UPDATE copines.conversations SET updated_at = %s WHERE id = %s",
+                (row["created_at"], message.conversation_id),
+            )
+        message.id = int(row["id"])
+        message.created_at = _utc(row["created_at"])
+        return message.id
+
+    async def get_messages(
+        self, conversation_id: str, limit: int | None = None, after_id: int | None = None
+    ) -> list[Message]:
+        async with self._tx() as conn:
+            rows = await (
+                await conn.execute(
+                    "SELECT * FROM copines.messages WHERE conversation_id = %s AND id > %s "
+                    "ORDER BY id DESC LIMIT %s",
+                    (conversation_id, after_id or 0, limit),
+                )
+            ).fetchall()
+        return [self._message(r) for r in reversed(rows)]
+
+    async def get_message(self, message_id: int) -> Message | None:
+        async with self._tx() as conn:
+            row = await (
+                await conn.execute("SELECT * FROM copines.messages WHERE id = %s", (message_id,))
+            ).fetchone()
+        return self._message(row) if row else None
+
+    async def messages_between(
+        self, since: datetime | None = None, until: datetime | None = None
+    ) -> list[Message]:
+        async with self._tx() as conn:
+            rows = await (
+                await conn.execute(
+                    "SELECT * FROM copines.messages WHERE (%(since)s::timestamptz IS NULL "
+                    "OR created_at >= %(since)s) AND (%(until)s::timestamptz IS NULL "
+                    "OR created_at < %(until)s) ORDER BY id",
+                    {"since": since, "until": until},
+                )
+            ).fetchall()
+        return [self._message(r) for r in rows]
+
+    # Escalations and feedback --------------------------------------------------------
+    @staticmethod
+    def _escalation(row: dict[str, Any]) -> Escalation:
+        return Escalation(
+            id=row["id"],
+            conversation_id=row["conversation_id"],
+            message_id=row["message_id"],
+            reason=row["reason"],
+            primary_need=row["primary_need"],
+            brief=row["brief"],
+            closest_expert=row["closest_expert"],
+            status=row["status"],
+            meta=row["meta"],
+            created_at=_utc(row["created_at"]),
+            updated_at=_utc(row["updated_at"]),
+        )
+
+    async def add_escalation(self, escalation: Escalation) -> int:
+        async with self._tx() as conn:
+            row = await (
+                await conn.execute(
+                    "INSERT INTO copines.escalations (conversation_id, message_id, reason, "
+                    "primary_need, brief, closest_expert, status, meta) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                    (
+                        escalation.conversation_id,
+                        escalation.message_id,
+                        escalation.reason,
+                        escalation.primary_need,
+                        escalation.brief,
+                        escalation.closest_expert,
+                        escalation.status,
+                        _json(escalation.meta),
+                    ),
+                )
+            ).fetchone()
+        escalation.id = int(row["id"])
+        return escalation.id
+
+    async def list_escalations(self, status: str | None = "open") -> list[Escalation]:
+        async with self._tx() as conn:
+            rows = await (
+                await conn.execute(
+                    "SELECT * FROM copines.escalations "
+                    "WHERE %(status)s::text IS NULL OR status = %(status)s ORDER BY id DESC",
+                    {"status": status},
+                )
+            ).fetchall()
+        return [self._escalation(r) for r in rows]
+
+    async def get_escalation(self, escalation_id: int) -> Escalation | None:
+        async with self._tx() as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT * FROM copines.escalations WHERE id = %s", (escalation_id,)
+                )
+            ).fetchone()
+        return self._escalation(row) if row else None
+
+    async def set_escalation_status(self, escalation_id: int, status: str) -> None:
+        async with self._tx() as conn:
+            cur = await conn.execute(
+                "UPDATE copines.escalations SET status = %s, updated_at = clock_timestamp() "
+                "WHERE id = %s",
+                (status, escalation_id),
+            )
+            if cur.rowcount == 0:
+                raise NotFoundError(f"no escalation {escalation_id}")
+
+    async def add_feedback(self, feedback: Feedback) -> int:
+        async with self._tx() as conn:
+            row = await (
+                await conn.execute(
+                    "INSERT INTO copines.feedback (conversation_id, message_id, rating, comment) "
+                    "VALUES (%s, %s, %s, %s) ON CONFLICT (message_id) DO UPDATE SET "
+                    "rating = excluded.rating, comment = excluded.comment, "
+                    "created_at = clock_timestamp() RETURNING id",
+                    (
+                        feedback.conversation_id,
+                        feedback.message_id,
+                        feedback.rating,
+                        feedback.comment,
+                    ),
+                )
+            ).fetchone()
+        feedback.id = int(row["id"])
+        return feedback.id
+
+    async def list_feedback(self, conversation_id: str | None = None) -> list[Feedback]:
+        async with self._tx() as conn:
+            rows = await (
+                await conn.execute(
+                    "SELECT * FROM copines.feedback "
+                    "WHERE %(c)s::text IS NULL OR conversation_id = %(c)s ORDER BY id DESC",
+                    {"c": conversation_id},
+                )
+            ).fetchall()
+        return [
+            Feedback(
+                id=r["id"],
+                conversation_id=r["conversation_id"],
+                message_id=r["message_id"],
+                rating=r["rating"],
+                comment=r["comment"],
+                created_at=_utc(r["created_at"]),
+            )
+            for r in rows
+        ]
