@@ -43,7 +43,10 @@ def decode_text(data: bytes) -> str:
         if ch == "\ufffd" or (unicodedata.category(ch) == "Cc" and ch not in "\t\r\n\f")
     )
     letters = sum(1 for ch in text if ch.isalpha())
-    if bad == 0 and letters >= 0.5 * max(1, len(text.replace(" ", "").replace("\n", ""))):
+    # French in Windows-1252 is mostly ASCII with a few accented letters; noise is not.
+    high = sum(1 for byte in data if byte >= 0x80)
+    visible = max(1, len(text.replace(" ", "").replace("\n", "")))
+    if bad == 0 and letters >= 0.5 * visible and high <= 0.3 * len(data):
         return text
     raise InputError("unknown encoding (neither UTF-8 nor readable Windows-1252)")
 
@@ -100,19 +103,116 @@ def load_html(data: bytes, path: Path) -> LoadedDocument:
     return LoadedDocument(title or _title_from(body, _fallback_title(path)), body)
 
 
+@dataclass
+class _PdfLine:
+    text: str
+    size: float
+    y: float
+
+
+def _pdf_lines(page: object) -> list[_PdfLine]:
+    """A page's text lines with their font size and height, from pypdf's text visitor."""
+    lines: list[_PdfLine] = []
+    parts: list[str] = []
+    state = {"size": 0.0, "y": None}
+
+    def flush() -> None:
+        text = " ".join("".join(parts).split())
+        if text:
+            lines.append(_PdfLine(text, state["size"], state["y"] or 0.0))
+        parts.clear()
+        state["size"], state["y"] = 0.0, None
+
+    def visit(text: str, cm: list, tm: list, _font: object, size: float) -> None:
+        y = round(float(tm[5]) * float(cm[3] or 1) + float(cm[5]), 1)
+        scale = abs(float(tm[3]) * float(cm[3] or 1)) or 1.0
+        if state["y"] is not None and text.strip() and abs(y - state["y"]) > 0.5 and y != 0:
+            flush()
+        for i, piece in enumerate(text.split("\n")):
+            if i:
+                flush()
+            if piece.strip():
+                state["size"] = max(state["size"], float(size) * scale)
+                if state["y"] is None and (y or not lines):
+                    state["y"] = y
+            parts.append(piece)
+
+    page.extract_text(visitor_text=visit)  # type: ignore[attr-defined]
+    flush()
+    return lines
+
+
+def _pdf_markdown(pages: list[list[_PdfLine]]) -> str:
+    """Rebuild headings (lines set larger than the body text) and paragraphs."""
+    weight: dict[float, int] = {}
+    for line in (line for page in pages for line in page):
+        weight[round(line.size, 1)] = weight.get(round(line.size, 1), 0) + len(line.text)
+    if not weight:
+        return ""
+    body = max(weight, key=lambda size: weight[size])
+    heading_sizes = sorted(
+        {round(line.size, 1) for page in pages for line in page if line.size >= body * 1.15},
+        reverse=True,
+    )[:5]
+    blocks: list[str] = []
+    for page in pages:
+        paragraph: list[str] = []
+        steps = sorted(
+            abs(a.y - b.y)
+            for a, b in zip(page, page[1:], strict=False)
+            if round(a.size, 1) == body and round(b.size, 1) == body and a.y != b.y
+        )
+        step = steps[len(steps) // 2] if steps else 0.0
+        previous: _PdfLine | None = None
+        for line in page:
+            size = round(line.size, 1)
+            if size in heading_sizes and len(line.text) <= 150:
+                if paragraph:
+                    blocks.append(" ".join(paragraph))
+                    paragraph = []
+                level = heading_sizes.index(size) + 1
+                continued = (  # a heading set on two lines
+                    blocks
+                    and blocks[-1].startswith("#" * level + " ")
+                    and previous is not None
+                    and round(previous.size, 1) == size
+                )
+                if continued:
+                    blocks[-1] += " " + line.text
+                    previous = line
+                    continue
+                blocks.append("#" * level + " " + line.text)
+            else:
+                gap = abs(previous.y - line.y) if previous is not None else 0.0
+                if paragraph and step and gap > step * 1.4:
+                    blocks.append(" ".join(paragraph))
+                    paragraph = []
+                paragraph.append(line.text)
+            previous = line
+        if paragraph:
+            blocks.append(" ".join(paragraph))
+    return "\n\n".join(blocks)
+
+
 def load_pdf(data: bytes, path: Path) -> LoadedDocument:
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
     try:
         reader = PdfReader(io.BytesIO(data))
-        pages = [page.extract_text() or "" for page in reader.pages]
+        pages = list(reader.pages)
+        try:
+            # Headings from font sizes; paragraphs from line spacing.
+            text = _pdf_markdown([_pdf_lines(page) for page in pages])
+        except Exception:  # an unusual layout: fall back to plain text, page by page
+            text = ""
+        if not text.strip():
+            plain = [page.extract_text() or "" for page in pages]
+            text = "\n\n".join(page.strip() for page in plain if page.strip())
     except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
         raise InputError(f"corrupt or unreadable PDF ({exc.__class__.__name__}: {exc})") from exc
     except Exception as exc:  # pypdf raises many shapes of errors on broken files
         raise InputError(f"corrupt or unreadable PDF ({exc.__class__.__name__})") from exc
-    # Lines within a paragraph come broken; blank lines and page breaks separate paragraphs.
-    text = "\n\n".join(page.strip() for page in pages if page.strip())
     title = ""
     try:
         title = (reader.metadata.title or "") if reader.metadata else ""
