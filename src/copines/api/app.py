@@ -1,0 +1,178 @@
+"""create_app(settings): the web service (public API, widget, demo page, and the admin console
+when its module is present)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from copines.api.guards import ApiGuard
+from copines.api.metrics import Metrics
+from copines.api.ratelimit import ChatLimits, build_limiter
+from copines.api.routes import chat, conversations, feedback, health, widget
+from copines.config import Settings, get_settings
+from copines.deps import Deps
+from copines.errors import InputError, NotFoundError, StoreBusyError
+from copines.providers.embeddings import Embedder
+
+log = logging.getLogger("copines.api")
+
+STORE_BUSY = "Le service est très sollicité en ce moment : réessaie dans quelques secondes."
+SERVER_ERROR = "Oups, une erreur de notre côté. Réessaie dans un instant."
+BAD_JSON = "Le corps de la requête n'est pas un JSON valide ({where})."
+
+
+def validation_message(errors: list[dict[str, Any]]) -> str:
+    """One readable French sentence for the first problem of a request."""
+    if not errors:
+        return "Requête invalide."
+    first = errors[0]
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    field = ".".join(loc)
+    kind = first.get("type", "")
+    if kind == "json_invalid":
+        position = next((p for p in first.get("loc", ()) if isinstance(p, int)), None)
+        where = f"erreur vers le caractère {position}" if position is not None else "illisible"
+        return BAD_JSON.format(where=where) + " Vérifie les guillemets et les virgules."
+    if kind == "missing":
+        return f"Le champ « {field} » est obligatoire."
+    if kind in ("model_attributes_type", "dict_type") and not field:
+        return "Le corps de la requête doit être un objet JSON."
+    if kind == "string_too_long":
+        limit = (first.get("ctx") or {}).get("max_length")
+        return f"Le champ « {field} » est trop long ({limit} caractères au plus)."
+    if kind == "literal_error":
+        expected = (first.get("ctx") or {}).get("expected", "")
+        return f"Le champ « {field} » doit valoir {expected}."
+    return f"Le champ « {field} » est invalide : {first.get('msg', '')}."
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Every refusal is JSON `{detail}` with a French sentence (and the right status)."""
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "type": e.get("type"), "msg": e.get("msg")}
+            for e in exc.errors()
+        ]
+        app.state.metrics.http_errors.labels(status="422").inc()
+        return JSONResponse(
+            {"detail": validation_message(list(exc.errors())), "errors": errors}, status_code=422
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        app.state.metrics.http_errors.labels(status=str(exc.status_code)).inc()
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(StoreBusyError)
+    async def on_busy(_request: Request, exc: StoreBusyError) -> JSONResponse:
+        log.warning("store busy: %s", exc)
+        app.state.metrics.http_errors.labels(status="503").inc()
+        return JSONResponse({"detail": STORE_BUSY}, status_code=503, headers={"Retry-After": "2"})
+
+    @app.exception_handler(InputError)
+    async def on_input(_request: Request, exc: InputError) -> JSONResponse:
+        app.state.metrics.http_errors.labels(status="422").inc()
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(NotFoundError)
+    async def on_not_found(_request: Request, exc: NotFoundError) -> JSONResponse:
+        app.state.metrics.http_errors.labels(status="404").inc()
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(Exception)
+    async def on_crash(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        app.state.metrics.http_errors.labels(status="500").inc()
+        return JSONResponse({"detail": SERVER_ERROR}, status_code=500)
+
+
+def include_admin(app: FastAPI) -> None:
+    """The console (issue 6) lives in copines.api.routes.admin when it is built."""
+    try:
+        module = importlib.import_module("copines.api.routes.admin")
+    except ModuleNotFoundError as exc:
+        if exc.name == "copines.api.routes.admin":
+            return
+        raise
+    app.include_router(module.router)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    embedder: Embedder | None = None,
+    turn_runner: Callable[[Deps], Any] | None = None,
+) -> FastAPI:
+    """The web service. `embedder` lets tests share one loaded model between apps;
+    `turn_runner` builds the TurnRunner from the Deps (default: copines.turn.TurnRunner)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        deps = await Deps.create(settings, embedder=embedder)
+        warm = getattr(deps.embedder, "warm_up", None)
+        if warm is not None:
+            await asyncio.to_thread(warm)
+        app.state.embedder_ready = True
+        limiter = build_limiter(settings)
+        app.state.deps = deps
+        app.state.limits = ChatLimits(settings, limiter)
+        if turn_runner is None:
+            from copines.turn import TurnRunner
+
+            app.state.turns = TurnRunner(deps)
+        else:
+            app.state.turns = turn_runner(deps)
+        try:
+            yield
+        finally:
+            try:
+                await app.state.turns.drain()
+            finally:
+                await limiter.aclose()
+                await deps.aclose()
+
+    app = FastAPI(
+        title="copines",
+        summary="The assistant of L'Agence des Copines: Audrey, Carole and the team.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    app.state.embedder_ready = False
+    add_error_handlers(app)
+    for module in (chat, conversations, feedback, health, widget):
+        app.include_router(module.router)
+    include_admin(app)
+    app.add_middleware(
+        ApiGuard,
+        allowed_origins=settings.allowed_origins,
+        max_body_bytes=settings.max_body_bytes,
+        on_refusal=lambda status: app.state.metrics.http_errors.labels(status=str(status)).inc(),
+    )
+    # Outermost: answers preflights and adds CORS headers, refusals included.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.allowed_origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Content-Type", "X-Conversation-Token"],
+        expose_headers=["Retry-After"],
+        max_age=600,
+    )
+    return app

@@ -1,0 +1,62 @@
+"""What routes receive: the app's parts as `Annotated` aliases."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Depends, Header, Request
+
+from copines.api.metrics import Metrics
+from copines.api.ratelimit import ChatLimits
+from copines.config import Settings
+from copines.deps import Deps
+
+if TYPE_CHECKING:
+    from copines.turn import TurnRunner
+
+
+def get_deps(request: Request) -> Deps:
+    return request.app.state.deps
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_turns(request: Request) -> TurnRunner:
+    return request.app.state.turns
+
+
+def get_limits(request: Request) -> ChatLimits:
+    return request.app.state.limits
+
+
+def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+def client_ip(request: Request) -> str:
+    """The visitor's address: the socket peer, or the last X-Forwarded-For hop when the
+    service sits behind a proxy we trust (the last hop is the one that proxy wrote)."""
+    settings: Settings = request.app.state.settings
+    if settings.trust_forwarded_for:
+        forwarded = request.headers.get("x-forwarded-for", "")
+        hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+        if hops:
+            return hops[-1]
+    return request.client.host if request.client else "unknown"
+
+
+DepsDep = Annotated[Deps, Depends(get_deps)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+TurnsDep = Annotated[Any, Depends(get_turns)]  # a copines.turn.TurnRunner
+LimitsDep = Annotated[ChatLimits, Depends(get_limits)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+ClientIP = Annotated[str, Depends(client_ip)]
+TokenHeader = Annotated[
+    str | None,
+    Header(
+        alias="X-Conversation-Token",
+        description="The conversation's token, returned when the conversation was created.",
+    ),
+]

@@ -1,0 +1,132 @@
+"""What runs before any route: the Origin check and the body-size cap (on /api/*),
+and the visitor message rules."""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from urllib.parse import urlsplit
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from copines.errors import InputError
+
+ORIGIN_REFUSED = "Ce site n'est pas autorisé à utiliser le chat de L'Agence des Copines."
+BODY_TOO_LARGE = "Ton message est trop long pour être envoyé ({limit} octets au plus)."
+
+
+def normalise_origin(origin: str) -> str:
+    """scheme://host[:port], lower case, without a trailing slash or path."""
+    parts = urlsplit(origin.strip())
+    if not parts.scheme or not parts.netloc:
+        return origin.strip().rstrip("/").lower()
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def clean_message(text: str, max_chars: int) -> str:
+    """The trimmed message, or InputError (in French) when it is empty, too long or has
+    control characters (tabs and line breaks are fine)."""
+    message = text.strip()
+    if not message:
+        raise InputError("Ton message est vide : écris ta question avant d'envoyer.")
+    if len(message) > max_chars:
+        raise InputError(
+            f"Ton message fait {len(message)} caractères : {max_chars} au plus, "
+            "raccourcis-le un peu s'il te plaît."
+        )
+    for char in message:
+        if char in "\n\t\r":
+            continue
+        if unicodedata.category(char) in ("Cc", "Cs") or char in "\u2028\u2029":
+            raise InputError(
+                "Ton message contient des caractères de contrôle invisibles ; "
+                "retire-les et renvoie-le."
+            )
+    return message
+
+
+class ApiGuard:
+    """Pure ASGI middleware for /api/*: refuse foreign origins (403) and big bodies (413).
+
+    A request without an Origin header (curl, a server) passes: Origin is what browsers send,
+    and it is browsers on other sites that this check keeps out. The service's own pages
+    (same scheme, host and port) are always allowed.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, allowed_origins: list[str], max_body_bytes: int, on_refusal=None
+    ):
+        self.app = app
+        self.allowed = {normalise_origin(o) for o in allowed_origins}
+        self.any_origin = "*" in allowed_origins
+        self.max_body = max_body_bytes
+        self.on_refusal = on_refusal or (lambda status: None)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        origin = headers.get("origin")
+        if (
+            origin
+            and scope["method"] != "OPTIONS"
+            and not self.origin_allowed(origin, scope, headers)
+        ):
+            await self._refuse(send, 403, ORIGIN_REFUSED)
+            return
+        if scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        limit_text = BODY_TOO_LARGE.format(limit=self.max_body)
+        try:
+            declared = int(headers.get("content-length", "0") or 0)
+        except ValueError:
+            declared = 0
+        if declared > self.max_body:
+            await self._refuse(send, 413, limit_text)
+            return
+        # Read the (small) body now, stopping past the cap, then hand it to the app.
+        body = bytearray()
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_body:
+                await self._refuse(send, 413, limit_text)
+                return
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    def origin_allowed(self, origin: str, scope: Scope, headers: dict[str, str]) -> bool:
+        wanted = normalise_origin(origin)
+        if self.any_origin or wanted in self.allowed:
+            return True
+        own = f"{scope.get('scheme', 'http')}://{headers.get('host', '')}".lower()
+        return wanted == own
+
+    async def _refuse(self, send: Send, status: int, detail: str) -> None:
+        self.on_refusal(status)
+        payload = json.dumps({"detail": detail}, ensure_ascii=False).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json; charset=utf-8"),
+                    (b"content-length", str(len(payload)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})

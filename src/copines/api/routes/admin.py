@@ -1,0 +1,275 @@
+"""The agency's console at /admin: sign-in, escalation inbox, replies to visitors.
+
+Conversations and analytics live in admin_insights.py, knowledge bases in admin_knowledge.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi.responses import FileResponse, RedirectResponse
+
+from copines.admin.auth import (
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    SESSION_SECONDS,
+    admin_token,
+    new_session,
+    tokens_match,
+)
+from copines.admin.turns import read_turns
+from copines.api.routes import admin_insights, admin_knowledge
+from copines.api.routes.admin_common import (
+    ApiSession,
+    DepsDep,
+    FormSession,
+    PageSession,
+    render,
+)
+from copines.errors import NotFoundError
+from copines.store.base import Escalation, Message
+
+router = APIRouter(prefix="/admin", include_in_schema=False)
+STATIC = Path(__file__).resolve().parent.parent / "static"
+MAX_REPLY_CHARS = 4000
+
+
+def _safe_next(target: str | None) -> str:
+    """Only console paths, never another site."""
+    if target and target.startswith("/admin") and not target.startswith("//"):
+        return target
+    return "/admin/escalations"
+
+
+def _cookie_secure(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+@router.get("/static/admin.css")
+async def read_stylesheet() -> FileResponse:
+    """The console's stylesheet."""
+    return FileResponse(STATIC / "admin.css", media_type="text/css")
+
+
+@router.get("/login")
+async def read_login(request: Request, deps: DepsDep, next: str = "", error: str = ""):
+    """The sign-in form."""
+    nonce = secrets.token_urlsafe(24)
+    response = render(
+        request,
+        "admin/login.html",
+        None,
+        login_csrf=nonce,
+        next=_safe_next(next),
+        error=error,
+        enabled=admin_token(deps.settings) is not None,
+    )
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        nonce,
+        max_age=900,
+        path="/admin",
+        httponly=True,
+        samesite="strict",
+        secure=_cookie_secure(request),
+    )
+    return response
+
+
+@router.post("/login")
+async def create_session(
+    request: Request,
+    deps: DepsDep,
+    token: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "",
+):
+    """Check the admin token and open a session."""
+    expected = admin_token(deps.settings)
+    cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    if not cookie or not csrf_token or not tokens_match(csrf_token, cookie):
+        raise HTTPException(status_code=403, detail="jeton CSRF manquant ou invalide")
+    if expected is None or not tokens_match(token, expected):
+        await asyncio.sleep(0.5)  # slows guessing; the token itself must be long and random
+        return RedirectResponse(f"/admin/login?error=1&next={_safe_next(next)}", status_code=303)
+    _, value = new_session(expected)
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        value,
+        max_age=SESSION_SECONDS,
+        path="/admin",
+        httponly=True,
+        samesite="strict",
+        secure=_cookie_secure(request),
+    )
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/admin")
+    return response
+
+
+@router.post("/logout")
+async def delete_session(request: Request, session: FormSession):
+    """Close the session."""
+    response = RedirectResponse("/admin/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/admin", httponly=True, samesite="strict")
+    return response
+
+
+@router.get("")
+@router.get("/")
+async def read_home(session: PageSession):
+    """The console opens on the inbox."""
+    return RedirectResponse("/admin/escalations", status_code=303)
+
+
+# Escalations ------------------------------------------------------------------------------
+def _question_of(escalation: Escalation, messages: list[Message]) -> Message | None:
+    """The visitor's message that escalated: the last one at or before the escalation."""
+    users = [m for m in messages if m.role == "user"]
+    if escalation.message_id is not None:
+        before = [m for m in users if (m.id or 0) <= escalation.message_id]
+        if before:
+            return before[-1]
+    if escalation.created_at is not None:
+        before = [m for m in users if m.created_at and m.created_at <= escalation.created_at]
+        if before:
+            return before[-1]
+    return users[-1] if users else None
+
+
+async def _briefs(deps, escalations: list[Escalation]) -> list[dict]:
+    briefs = []
+    for escalation in escalations:
+        messages = await deps.store.get_messages(escalation.conversation_id)
+        briefs.append(
+            {
+                "escalation": escalation,
+                "question": _question_of(escalation, messages),
+                "replies": sum(m.role == "team" for m in messages),
+            }
+        )
+    return briefs
+
+
+@router.get("/escalations")
+async def read_escalations(
+    request: Request, deps: DepsDep, session: PageSession, status: str = "open"
+):
+    """The inbox: escalations newest first, open ones by default."""
+    wanted = None if status == "all" else ("handled" if status == "handled" else "open")
+    escalations = await deps.store.list_escalations(wanted)
+    open_count = len(await deps.store.list_escalations("open"))
+    return render(
+        request,
+        "admin/escalations.html",
+        session,
+        section="escalations",
+        status=status if wanted or status == "all" else "open",
+        briefs=await _briefs(deps, escalations[:200]),
+        open_count=open_count,
+    )
+
+
+@router.get("/escalations/{escalation_id}")
+async def read_escalation(
+    request: Request, deps: DepsDep, session: PageSession, escalation_id: int
+):
+    """One escalation: its brief, the transcript and the reply box."""
+    escalation = await deps.store.get_escalation(escalation_id)
+    if escalation is None:
+        raise HTTPException(status_code=404, detail="escalade introuvable")
+    messages = await deps.store.get_messages(escalation.conversation_id)
+    feedback = await deps.store.list_feedback(escalation.conversation_id)
+    turns = {t.message.id: t for t in read_turns(messages, feedback, [escalation])}
+    return render(
+        request,
+        "admin/escalation.html",
+        session,
+        section="escalations",
+        escalation=escalation,
+        question=_question_of(escalation, messages),
+        messages=messages,
+        turns=turns,
+    )
+
+
+@router.post("/escalations/{escalation_id}/status")
+async def update_escalation_status(
+    deps: DepsDep,
+    session: FormSession,
+    escalation_id: int,
+    status: Annotated[str, Form()],
+):
+    """Mark an escalation handled, or reopen it."""
+    if status not in ("open", "handled"):
+        raise HTTPException(status_code=422, detail="statut inconnu")
+    try:
+        await deps.store.set_escalation_status(escalation_id, status)
+    except NotFoundError as exc:
+        raise HTTPException(status_code=404, detail="escalade introuvable") from exc
+    msg = "handled" if status == "handled" else "reopened"
+    return RedirectResponse(f"/admin/escalations/{escalation_id}?msg={msg}", status_code=303)
+
+
+@router.post("/conversations/{conversation_id}/reply")
+async def create_team_reply(
+    deps: DepsDep,
+    session: FormSession,
+    conversation_id: str,
+    content: Annotated[str, Form()] = "",
+    escalation_id: Annotated[int | None, Form()] = None,
+    handled: Annotated[str, Form()] = "",
+):
+    """Answer the visitor as the team; the widget shows it under « L'équipe »."""
+    conversation = await deps.store.get_conversation(conversation_id)
+    if conversation is None:
+        raise HTTPException(status_code=404, detail="conversation introuvable")
+    back = (
+        f"/admin/escalations/{escalation_id}"
+        if escalation_id is not None
+        else f"/admin/conversations/{conversation_id}"
+    )
+    text = content.strip()[:MAX_REPLY_CHARS]
+    if not text:
+        return RedirectResponse(f"{back}?msg=empty", status_code=303)
+    meta: dict = {"author": "team"}
+    if escalation_id is not None:
+        escalation = await deps.store.get_escalation(escalation_id)
+        if escalation is None or escalation.conversation_id != conversation_id:
+            raise HTTPException(status_code=404, detail="escalade introuvable")
+        meta["escalation_id"] = escalation_id
+    await deps.store.add_message(
+        Message(conversation_id=conversation_id, role="team", content=text, meta=meta)
+    )
+    if escalation_id is not None and handled:
+        await deps.store.set_escalation_status(escalation_id, "handled")
+    return RedirectResponse(f"{back}?msg=replied", status_code=303)
+
+
+# JSON API ---------------------------------------------------------------------------------
+@router.get("/api/escalations")
+async def list_escalations_json(deps: DepsDep, session: ApiSession, status: str = "open"):
+    """Escalations as JSON, newest first."""
+    escalations = await deps.store.list_escalations(None if status == "all" else status)
+    return [
+        {
+            "id": e.id,
+            "conversation_id": e.conversation_id,
+            "status": e.status,
+            "reason": e.reason,
+            "primary_need": e.primary_need,
+            "brief": e.brief,
+            "closest_expert": e.closest_expert,
+            "meta": e.meta,
+            "created_at": e.created_at.isoformat() if e.created_at else None,
+        }
+        for e in escalations
+    ]
+
+
+router.include_router(admin_insights.router)
+router.include_router(admin_knowledge.router)

@@ -1,0 +1,169 @@
+"""What every console route shares: templates, the session dependencies, CSRF, formatting."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.templating import Jinja2Templates
+
+from copines.admin.auth import SESSION_COOKIE, Session, admin_token, csrf_ok, read_session
+from copines.deps import Deps
+from copines.experts import ESCALATE, SHARED
+
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent.parent / "templates"))
+
+OWNER_LABELS = {SHARED: "Commun", ESCALATE: "Équipe (escalade)", "inconnu": "Inconnu"}
+NEUTRAL = "#8a8194"
+
+
+def get_deps(request: Request) -> Deps:
+    return request.app.state.deps
+
+
+DepsDep = Annotated[Deps, Depends(get_deps)]
+
+
+def _session(request: Request) -> tuple[Session | None, str | None]:
+    token = admin_token(get_deps(request).settings)
+    return read_session(token, request.cookies.get(SESSION_COOKIE)), token
+
+
+def login_url(request: Request) -> str:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return "/admin/login?next=" + quote(target, safe="")
+
+
+async def page_session(request: Request) -> Session:
+    """The console session of a page request; without one, off to the login form."""
+    session, _ = _session(request)
+    if session is None:
+        raise HTTPException(status_code=303, headers={"Location": login_url(request)})
+    return session
+
+
+async def api_session(request: Request) -> Session:
+    """The console session of an API request; without one, 401."""
+    session, _ = _session(request)
+    if session is None:
+        raise HTTPException(status_code=401, detail="admin session required; sign in at /admin")
+    return session
+
+
+async def form_session(request: Request) -> Session:
+    """A signed-in form post carrying this session's CSRF token (403 otherwise)."""
+    session, token = _session(request)
+    if session is None or token is None:
+        raise HTTPException(status_code=303, headers={"Location": "/admin/login"})
+    form = await request.form()
+    given = form.get("csrf_token")
+    if not isinstance(given, str) or not csrf_ok(session, token, given):
+        raise HTTPException(status_code=403, detail="jeton CSRF manquant ou invalide")
+    return session
+
+
+PageSession = Annotated[Session, Depends(page_session)]
+ApiSession = Annotated[Session, Depends(api_session)]
+FormSession = Annotated[Session, Depends(form_session)]
+
+
+def render(request: Request, template: str, session: Session | None, **context: Any):
+    """A console page, with what the layout needs (experts, CSRF token, section)."""
+    deps = get_deps(request)
+    token = admin_token(deps.settings)
+    context.setdefault("notice", NOTICES.get(request.query_params.get("msg", ""), ""))
+    return TEMPLATES.TemplateResponse(
+        request,
+        template,
+        {
+            "experts": deps.experts,
+            "csrf": session.csrf_token(token) if session and token else "",
+            "owner_name": lambda o: owner_name(deps, o),
+            "owner_color": lambda o: owner_color(deps, o),
+            **context,
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def owner_name(deps: Deps, owner: str | None) -> str:
+    if owner is None:
+        return "—"
+    expert = deps.experts.get(owner)
+    return expert.name if expert else OWNER_LABELS.get(owner, owner)
+
+
+def owner_color(deps: Deps, owner: str | None) -> str:
+    expert = deps.experts.get(owner or "")
+    return expert.color if expert else NEUTRAL
+
+
+NOTICES = {
+    "replied": "Réponse envoyée : la visiteuse la voit dans le widget.",
+    "handled": "Escalade marquée comme traitée.",
+    "reopened": "Escalade rouverte.",
+    "owner": "Propriétaire mis à jour.",
+    "deleted": "Document supprimé.",
+    "empty": "Message vide : rien n'a été envoyé.",
+}
+
+
+def parse_day(value: str | None) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+def period(since: str | None, until: str | None, default_days: int = 30) -> tuple[date, date]:
+    """The [start, end] days of a filter (UTC), the last `default_days` days by default."""
+    end = parse_day(until) or datetime.now(UTC).date()
+    start = parse_day(since) or end - timedelta(days=default_days - 1)
+    if start > end:
+        start, end = end, start
+    return start, end
+
+
+def day_bounds(start: date, end: date) -> tuple[datetime, datetime]:
+    """The datetimes covering whole days start..end (UTC)."""
+    lo = datetime(start.year, start.month, start.day, tzinfo=UTC)
+    hi = datetime(end.year, end.month, end.day, tzinfo=UTC) + timedelta(days=1)
+    return lo, hi
+
+
+def fmt_dt(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%d/%m/%Y %H:%M") if value else "—"
+
+
+def fmt_money(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.4f} $" if value < 1 else f"{value:.2f} $"
+
+
+def fmt_pct(value: float) -> str:
+    return f"{value * 100:.0f} %"
+
+
+TEMPLATES.env.filters["dt"] = fmt_dt
+TEMPLATES.env.filters["money"] = fmt_money
+TEMPLATES.env.filters["pct"] = fmt_pct
+
+
+def fmt_value(value: Any) -> str:
+    """Any stored metadata value, readable: floats to 3 decimals, lists joined."""
+    if isinstance(value, bool):
+        return "oui" if value else "non"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, list | tuple):
+        return ", ".join(fmt_value(v) for v in value) or "—"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} : {fmt_value(v)}" for k, v in value.items()) or "—"
+    return "—" if value is None or value == "" else str(value)
+
+
+TEMPLATES.env.filters["val"] = fmt_value

@@ -1,0 +1,168 @@
+"""Console pages for the knowledge bases: documents, upload, owner, delete, search, gaps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import RedirectResponse
+
+from copines.admin.gaps import LOW_SCORE, SAME_TOPIC, knowledge_gaps
+from copines.admin.turns import read_turns
+from copines.api.routes.admin_common import (
+    DepsDep,
+    FormSession,
+    PageSession,
+    day_bounds,
+    period,
+    render,
+)
+from copines.errors import ConfigError, CopinesError, NotFoundError
+from copines.experts import owner_choices
+from copines.knowledge.ingest import IngestResult
+from copines.knowledge.loaders import SUPPORTED
+
+router = APIRouter()
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+MAX_FILES = 20
+
+
+async def _knowledge_page(request: Request, deps, session, **context):
+    documents = await deps.store.list_documents()
+    owners = owner_choices(deps.experts)
+    by_owner = {o: [d for d in documents if d.owner == o] for o in owners}
+    others = [d for d in documents if d.owner not in owners]
+    if others:
+        by_owner["?"] = others
+    return render(
+        request,
+        "admin/knowledge.html",
+        session,
+        section="knowledge",
+        by_owner=by_owner,
+        owners=owners,
+        total_chunks=sum(d.chunks for d in documents),
+        accept=",".join(sorted(SUPPORTED)),
+        **context,
+    )
+
+
+@router.get("/knowledge")
+async def read_knowledge(
+    request: Request, deps: DepsDep, session: PageSession, expert: str = "", q: str = ""
+):
+    """Documents per owner, the upload form, and the search an expert would run."""
+    search = None
+    error = ""
+    expert = expert if expert in deps.experts else next(iter(deps.experts))
+    if q.strip():
+        try:
+            search = await deps.retriever.search(expert, q.strip()[:2000])
+        except CopinesError as exc:
+            error = str(exc)
+    return await _knowledge_page(
+        request, deps, session, search=search, search_expert=expert, q=q, error=error
+    )
+
+
+@router.post("/knowledge/upload")
+async def create_documents(
+    request: Request,
+    deps: DepsDep,
+    session: FormSession,
+    files: Annotated[list[UploadFile], File()],
+    owner: Annotated[str, Form()] = "auto",
+):
+    """Ingest uploaded files into a knowledge base (owner auto or chosen)."""
+    if owner != "auto" and owner not in owner_choices(deps.experts):
+        raise HTTPException(status_code=422, detail="propriétaire inconnu")
+    ingester = deps.ingester()
+    results: list[IngestResult] = []
+    error = ""
+    for upload in files[:MAX_FILES]:
+        name = Path(upload.filename or "").name
+        if not name:
+            continue
+        if Path(name).suffix.lower() not in SUPPORTED:
+            results.append(
+                IngestResult(name, "skipped", detail="type de fichier non pris en charge")
+            )
+            continue
+        data = await upload.read(MAX_UPLOAD_BYTES + 1)
+        if len(data) > MAX_UPLOAD_BYTES:
+            results.append(IngestResult(name, "skipped", detail="fichier trop gros (20 Mo max)"))
+            continue
+        try:
+            results.append(await ingester.ingest_file(Path(name), data, owner))
+        except ConfigError as exc:
+            error = str(exc)
+            break
+        except CopinesError as exc:
+            results.append(IngestResult(name, "skipped", detail=str(exc)))
+    return await _knowledge_page(
+        request,
+        deps,
+        session,
+        results=results,
+        error=error,
+        search=None,
+        search_expert=next(iter(deps.experts)),
+        q="",
+    )
+
+
+@router.post("/knowledge/owner")
+async def update_owner(
+    deps: DepsDep,
+    session: FormSession,
+    filename: Annotated[str, Form()],
+    owner: Annotated[str, Form()],
+):
+    """Give a document to another expert, or to the shared base."""
+    if owner not in owner_choices(deps.experts):
+        raise HTTPException(status_code=422, detail="propriétaire inconnu")
+    try:
+        await deps.store.set_owner(filename, owner, "chosen in the console")
+    except NotFoundError as exc:
+        raise HTTPException(status_code=404, detail="document introuvable") from exc
+    return RedirectResponse("/admin/knowledge?msg=owner", status_code=303)
+
+
+@router.post("/knowledge/delete")
+async def delete_document(deps: DepsDep, session: FormSession, filename: Annotated[str, Form()]):
+    """Delete a document and its passages."""
+    try:
+        await deps.store.delete_document(filename)
+    except NotFoundError as exc:
+        raise HTTPException(status_code=404, detail="document introuvable") from exc
+    return RedirectResponse("/admin/knowledge?msg=deleted", status_code=303)
+
+
+@router.get("/gaps")
+async def read_gaps(
+    request: Request,
+    deps: DepsDep,
+    session: PageSession,
+    since: str = "",
+    until: str = "",
+    seuil: float = LOW_SCORE,
+):
+    """Per expert, the questions her knowledge answered badly, grouped by topic."""
+    start, end = period(since, until)
+    lo, hi = day_bounds(start, end)
+    messages = await deps.store.messages_between(lo, hi)
+    turns = read_turns(
+        messages, await deps.store.list_feedback(), await deps.store.list_escalations(None)
+    )
+    gaps = await knowledge_gaps(turns, deps.embedder, low_score=seuil, same_topic=SAME_TOPIC)
+    return render(
+        request,
+        "admin/gaps.html",
+        session,
+        section="gaps",
+        gaps=gaps,
+        since=start.isoformat(),
+        until=end.isoformat(),
+        seuil=seuil,
+    )

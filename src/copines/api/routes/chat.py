@@ -1,0 +1,208 @@
+"""POST /api/chat (the whole turn as JSON) and POST /api/chat/stream (server-sent events)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import StreamingResponse
+
+from copines.api.deps import (
+    ClientIP,
+    DepsDep,
+    LimitsDep,
+    MetricsDep,
+    TokenHeader,
+    TurnsDep,
+)
+from copines.api.guards import clean_message
+from copines.api.schemas import ChatCreate, ChatPublic, ErrorPublic
+from copines.conversations import hash_token, open_conversation, start_conversation
+from copines.deps import Deps
+from copines.errors import InputError, StoreBusyError
+
+log = logging.getLogger("copines.api")
+router = APIRouter(prefix="/api", tags=["chat"])
+
+NOT_FOUND = "Cette conversation est introuvable : recharge la page pour en commencer une nouvelle."
+RATE_LIMITED = {
+    "ip_minute": "Tu envoies beaucoup de messages d'un coup : attends une minute avant de réessayer.",
+    "conversation_minute": "Tu envoies beaucoup de messages d'un coup : "
+    "attends une minute avant de réessayer.",
+    "ip_day": "Tu as atteint le nombre de messages possibles pour aujourd'hui. "
+    "Reviens demain, ou écris directement à l'équipe.",
+    "ip_new_conversations": "Trop de nouvelles conversations ont été ouvertes depuis ta connexion : "
+    "réessaie un peu plus tard.",
+}
+STREAM_FAILED = "Oups, la réponse s'est interrompue. Réessaie dans quelques secondes."
+STORE_BUSY = "Le service est très sollicité en ce moment : réessaie dans quelques secondes."
+
+REFUSALS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorPublic, "description": "Unknown conversation, or wrong token."},
+    413: {"model": ErrorPublic, "description": "Body larger than the cap."},
+    422: {"model": ErrorPublic, "description": "Empty, too long or malformed message."},
+    429: {"model": ErrorPublic, "description": "Rate limited; see Retry-After."},
+    503: {"model": ErrorPublic, "description": "Database busy; see Retry-After."},
+}
+
+
+@dataclass
+class Opened:
+    conversation_id: str
+    message: str
+    new_token: str | None  # only when this message starts the conversation
+
+
+async def open_turn(
+    body: ChatCreate,
+    header_token: str | None,
+    ip: str,
+    deps: Deps,
+    limits: LimitsDep,
+    metrics: MetricsDep,
+) -> Opened:
+    """Validate, rate limit, then find (or start) the conversation; refusals are HTTP errors."""
+    try:
+        message = clean_message(body.message, deps.settings.max_message_chars)
+    except InputError as exc:
+        raise HTTPException(422, detail=str(exc)) from exc
+    token = header_token or body.token
+    if body.conversation_id and not token:
+        raise HTTPException(404, detail=NOT_FOUND)
+    token_key = hash_token(token)[:24] if body.conversation_id and token else None
+    refusal = await limits.check_message(ip, token_key, new_conversation=not body.conversation_id)
+    if refusal is not None:
+        metrics.rate_limited.labels(rule=refusal.rule.name).inc()
+        raise HTTPException(
+            429,
+            detail=RATE_LIMITED.get(refusal.rule.name, RATE_LIMITED["ip_minute"]),
+            headers={"Retry-After": refusal.retry_after_header},
+        )
+    if body.conversation_id:
+        conversation = await open_conversation(deps.store, body.conversation_id, token)
+        if conversation is None:
+            raise HTTPException(404, detail=NOT_FOUND)
+        return Opened(conversation.id, message, None)
+    conversation, new_token = await start_conversation(deps.store)
+    return Opened(conversation.id, message, new_token)
+
+
+def public_turn(result_public: dict[str, Any], opened: Opened, deps: Deps) -> dict[str, Any]:
+    """The turn's public object, plus the new token and the expert's colour and initials."""
+    payload = dict(result_public)
+    payload["conversation_id"] = opened.conversation_id
+    payload["token"] = opened.new_token
+    expert = deps.experts.get(payload.get("agent", ""))
+    payload.setdefault("color", expert.color if expert else None)
+    payload.setdefault("initials", expert.initials if expert else None)
+    return payload
+
+
+async def usage_of(deps: Deps, message_id: int | None) -> dict[str, Any] | None:
+    """Tokens and cost of a stored answer, for the metrics."""
+    if message_id is None:
+        return None
+    try:
+        stored = await deps.store.get_message(message_id)
+    except Exception:  # metrics must never fail a turn
+        return None
+    if stored is None:
+        return None
+    return {
+        "prompt_tokens": stored.prompt_tokens,
+        "completion_tokens": stored.completion_tokens,
+        "cost_usd": stored.cost_usd,
+    }
+
+
+@router.post("/chat", response_model=ChatPublic, responses=REFUSALS)
+async def create_chat(
+    body: ChatCreate,
+    deps: DepsDep,
+    turns: TurnsDep,
+    limits: LimitsDep,
+    metrics: MetricsDep,
+    ip: ClientIP,
+    x_conversation_token: TokenHeader = None,
+) -> dict[str, Any]:
+    """Send a message and get the whole answer (starts a conversation when none is given)."""
+    opened = await open_turn(body, x_conversation_token, ip, deps, limits, metrics)
+    metrics.in_flight.inc()
+    try:
+        result = await turns.run(opened.conversation_id, opened.message)
+    finally:
+        metrics.in_flight.dec()
+    payload = public_turn(result.to_public(), opened, deps)
+    metrics.record_turn(payload, await usage_of(deps, result.message_id))
+    return payload
+
+
+def sse(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+@router.post(
+    "/chat/stream",
+    responses={
+        **REFUSALS,
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "Server-sent events: decision, token..., sources, done (the same "
+            "object as POST /api/chat) or error ({message, retryable}).",
+        },
+    },
+)
+async def create_chat_stream(
+    body: ChatCreate,
+    deps: DepsDep,
+    turns: TurnsDep,
+    limits: LimitsDep,
+    metrics: MetricsDep,
+    ip: ClientIP,
+    x_conversation_token: TokenHeader = None,
+) -> StreamingResponse:
+    """Send a message and receive the answer as it is written (server-sent events)."""
+    started = time.perf_counter()
+    opened = await open_turn(body, x_conversation_token, ip, deps, limits, metrics)
+
+    async def events() -> AsyncIterator[bytes]:
+        metrics.in_flight.inc()
+        first_token = True
+        try:
+            async for event in turns.stream(opened.conversation_id, opened.message):
+                data = event.data
+                if event.event == "decision":
+                    data = {
+                        **data,
+                        "conversation_id": opened.conversation_id,
+                        "token": opened.new_token,
+                    }
+                elif event.event == "token" and first_token:
+                    first_token = False
+                    metrics.first_token_seconds.observe(time.perf_counter() - started)
+                elif event.event == "done":
+                    data = public_turn(data, opened, deps)
+                    metrics.record_turn(data, await usage_of(deps, data.get("message_id")))
+                elif event.event == "error":
+                    metrics.turn_errors.labels(kind="stream").inc()
+                yield sse(event.event, data)
+        except StoreBusyError:
+            metrics.turn_errors.labels(kind="store_busy").inc()
+            yield sse("error", {"message": STORE_BUSY, "retryable": True})
+        except Exception:
+            log.exception("stream failed for conversation %s", opened.conversation_id)
+            metrics.turn_errors.labels(kind="stream").inc()
+            yield sse("error", {"message": STREAM_FAILED, "retryable": True})
+        finally:
+            metrics.in_flight.dec()
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,110 @@
+"""Request and response models of the public API (what OpenAPI at /docs shows)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class ChatCreate(BaseModel):
+    """One visitor message. Omit `conversation_id` to start a conversation.
+
+    The conversation token goes in the `X-Conversation-Token` header (preferred) or in `token`.
+    """
+
+    message: str = Field(description="The visitor's message (1 to 2,000 characters once trimmed).")
+    conversation_id: str | None = Field(None, max_length=64)
+    token: str | None = Field(
+        None, max_length=128, description="Or the X-Conversation-Token header."
+    )
+
+
+class SourcePublic(BaseModel):
+    filename: str
+    title: str = ""
+    owner: str = ""
+    score: float | None = None
+    heading: str = ""
+
+
+class ChatPublic(BaseModel):
+    """The whole turn: who answered, the answer, its sources and what post-processing saw."""
+
+    conversation_id: str
+    token: str | None = Field(None, description="Only when this message started the conversation.")
+    message_id: int | None
+    user_message_id: int | None = None
+    response: str
+    agent: str = Field(description="The expert's id, or 'escalate'.")
+    agent_name: str
+    color: str | None = None
+    initials: str | None = None
+    confidence: float
+    router: str | None = None
+    sources: list[SourcePublic] = []
+    escalated: bool
+    loop_detected: bool
+    sentiment: str
+    upsell: bool
+    model: str | None = None
+    timings_ms: dict[str, float] = {}
+    error: str | None = None
+
+
+class MessagePublic(BaseModel):
+    id: int
+    role: Literal["user", "assistant", "team"] | str
+    content: str
+    agent: str | None = None
+    agent_name: str | None = None
+    color: str | None = None
+    initials: str | None = None
+    sources: list[SourcePublic] = []
+    status: str = "ok"
+    created_at: datetime | None = None
+
+
+class ConversationPublic(BaseModel):
+    """A conversation's messages, oldest first (those after `after` when it is given)."""
+
+    conversation_id: str
+    expert: str | None = None
+    messages: list[MessagePublic]
+
+
+class FeedbackCreate(BaseModel):
+    """Thumbs up or down on one answer. The token goes in `X-Conversation-Token` or `token`."""
+
+    conversation_id: str = Field(max_length=64)
+    message_id: int
+    rating: Literal["up", "down"]
+    comment: str = Field("", max_length=1000)
+    token: str | None = Field(None, max_length=128)
+
+
+class FeedbackPublic(BaseModel):
+    id: int
+    message_id: int
+    rating: Literal["up", "down"]
+
+
+class ExpertPublic(BaseModel):
+    id: str
+    name: str
+    title: str
+    color: str
+    initials: str
+
+
+class ErrorPublic(BaseModel):
+    """Every refusal: a French sentence for the visitor (and `errors` for a developer)."""
+
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+
+
+class HealthPublic(BaseModel):
+    status: str
+    checks: dict[str, bool] = {}
