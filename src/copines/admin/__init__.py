@@ -1,0 +1,1 @@
+"""The agency's console: access control, analytics, knowledge gaps (the routes live in api/)."""

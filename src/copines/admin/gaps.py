@@ -1,0 +1,119 @@
+"""Knowledge gaps: the questions an expert could not answer well, grouped by similarity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from copines.admin.turns import Turn
+from copines.providers.embeddings import Embedder
+
+# A best passage under this score means the knowledge base had little to say (the local
+# reranker's scale: dense cosine plus small lexical bonuses; Cohere's is 0..1 too).
+LOW_SCORE = 0.45
+# Two questions about the same missing topic embed at least this close (USE and OpenAI alike).
+SAME_TOPIC = 0.55
+MAX_QUESTIONS = 500
+
+
+@dataclass
+class GapQuestion:
+    question: str
+    conversation_id: str
+    message_id: int | None
+    best_score: float | None
+    thumbs_down: bool
+    escalated: bool
+
+
+@dataclass
+class GapGroup:
+    """Questions about one missing topic; `label` is the most central one."""
+
+    expert: str
+    label: str
+    questions: list[GapQuestion] = field(default_factory=list)
+
+    @property
+    def worst_score(self) -> float | None:
+        scores = [q.best_score for q in self.questions if q.best_score is not None]
+        return min(scores) if scores else None
+
+
+def gap_questions(turns: list[Turn], low_score: float = LOW_SCORE) -> dict[str, list[GapQuestion]]:
+    """Per expert, the questions whose best passage scored under `low_score` or got a thumb down."""
+    out: dict[str, list[GapQuestion]] = {}
+    for turn in turns:
+        if not turn.expert or not turn.question_text.strip():
+            continue
+        low = turn.best_score is not None and turn.best_score < low_score
+        down = turn.feedback == -1
+        if low or down:
+            out.setdefault(turn.expert, []).append(
+                GapQuestion(
+                    question=turn.question_text.strip(),
+                    conversation_id=turn.conversation_id,
+                    message_id=turn.message.id,
+                    best_score=turn.best_score,
+                    thumbs_down=down,
+                    escalated=turn.escalated,
+                )
+            )
+    return out
+
+
+def cluster(vectors: np.ndarray, threshold: float = SAME_TOPIC) -> list[list[int]]:
+    """Average-linkage agglomerative clustering on cosine similarity; returns index groups."""
+    n = len(vectors)
+    if n == 0:
+        return []
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    unit = vectors / np.where(norms == 0, 1, norms)
+    sim = unit @ unit.T
+    groups: list[list[int]] = [[i] for i in range(n)]
+    # link[a][b]: sum of similarities between members of groups a and b.
+    link = sim.astype(np.float64).copy()
+    sizes = np.ones(n)
+    alive = np.ones(n, dtype=bool)
+    np.fill_diagonal(link, -np.inf)
+    while alive.sum() > 1:
+        avg = link / np.outer(sizes, sizes)
+        avg[~alive, :] = -np.inf
+        avg[:, ~alive] = -np.inf
+        np.fill_diagonal(avg, -np.inf)
+        a, b = np.unravel_index(int(np.argmax(avg)), avg.shape)
+        if avg[a, b] < threshold:
+            break
+        link[a, :] += link[b, :]
+        link[:, a] += link[:, b]
+        link[a, a] = -np.inf
+        sizes[a] += sizes[b]
+        alive[b] = False
+        groups[a].extend(groups[b])
+        groups[b] = []
+    return [sorted(g) for g, keep in zip(groups, alive, strict=True) if keep]
+
+
+async def knowledge_gaps(
+    turns: list[Turn],
+    embedder: Embedder,
+    *,
+    low_score: float = LOW_SCORE,
+    same_topic: float = SAME_TOPIC,
+) -> dict[str, list[GapGroup]]:
+    """Per expert, the gap questions grouped by topic, biggest group first."""
+    result: dict[str, list[GapGroup]] = {}
+    for expert, questions in gap_questions(turns, low_score).items():
+        questions = questions[-MAX_QUESTIONS:]
+        vectors = np.asarray(await embedder.embed([q.question for q in questions]))
+        groups = []
+        for members in cluster(vectors, same_topic):
+            centre = vectors[members].mean(axis=0)
+            central = max(members, key=lambda i: float(vectors[i] @ centre))
+            groups.append(
+                GapGroup(expert, questions[central].question, [questions[i] for i in members])
+            )
+        groups.sort(key=lambda g: (-len(g.questions), g.worst_score or 0.0))
+        result[expert] = groups
+    return result
