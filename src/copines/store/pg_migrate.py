@@ -88,26 +88,43 @@ async def applied_versions(conn: AsyncConnection) -> set[str]:
     return {r[0] for r in rows}
 
 
+async def _bootstrap(conn: AsyncConnection) -> None:
+    """Create the schema and the migrations table, whoever comes first."""
+    for attempt in range(3):
+        try:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+                await conn.execute(
+                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA))
+                )
+                await conn.execute(
+                    "CREATE TABLE IF NOT EXISTS copines.schema_migrations ("
+                    "version text PRIMARY KEY, name text NOT NULL, "
+                    "applied_at timestamptz NOT NULL DEFAULT now())"
+                )
+            return
+        except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):
+            # Created by another process in the meantime; an advisory lock does not refresh
+            # the catalog cache, a new transaction does.
+            if attempt == 2:
+                raise
+
+
 async def apply_migrations(conn: AsyncConnection) -> list[str]:
     """Apply the pending migrations, each in its own transaction; returns the applied names.
 
     `conn` must be in autocommit mode; the transactions are explicit here.
     """
     await ensure_pgvector(conn)
-    pending = [m for m in migrations() if m.version not in await applied_versions(conn)]
+    if {m.version for m in migrations()} <= await applied_versions(conn):
+        return []
+    await _bootstrap(conn)
     applied = []
-    for migration in pending:
+    for migration in migrations():
         async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-            await conn.execute(
-                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA))
-            )
-            await conn.execute(
-                "CREATE TABLE IF NOT EXISTS copines.schema_migrations ("
-                "version text PRIMARY KEY, name text NOT NULL, "
-                "applied_at timestamptz NOT NULL DEFAULT now())"
-            )
-            # Another process may have applied it while we waited for the lock.
+            # The table lock makes processes that start together take turns (and, unlike an
+            # advisory lock, refreshes what each sees of the catalog).
+            await conn.execute("LOCK TABLE copines.schema_migrations IN SHARE ROW EXCLUSIVE MODE")
             done = await (
                 await conn.execute(
                     "SELECT 1 FROM copines.schema_migrations WHERE version = %s",
