@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import PurePath
 
 import numpy as np
 
@@ -18,6 +20,26 @@ class OwnerDecision:
     method: str  # explicit | filename | content | close
 
 
+def name_words(filename: str) -> str:
+    """A filename as folded words joined by '-': "SalesFunnel_v2.PDF" -> "-sales-funnel-v2-"."""
+    stem = PurePath(filename).stem
+    stem = re.sub(r"([a-z])([A-Z])", r"\1-\2", stem)
+    return "-" + "-".join(re.findall(r"[a-z0-9]+", fold(stem))) + "-"
+
+
+def pattern_in(pattern: str, name: str) -> bool:
+    """Whether `pattern` starts a word of `name` and ends it (a plural or -ing may follow).
+
+    The agency's rule is `filename LIKE '%pattern%'`; matching whole words keeps its intent
+    ("reels", "emailing", "funnels") without "insta" tagging "installation" or "content"
+    tagging "mecontentement".
+    """
+    words = "-".join(re.findall(r"[a-z0-9]+", fold(pattern)))
+    if not words:
+        return False
+    return re.search(rf"-{re.escape(words)}(?:s|x|es|ing|ings)?-", name) is not None
+
+
 class OwnerTagger:
     """Tags documents with an owner, following the agency's rules.
 
@@ -25,7 +47,12 @@ class OwnerTagger:
        shared pattern. One owner matching decides.
     2. Otherwise the content: the document's mean embedding against each expert's
        profile (her description and expertise, and the centroid of her exemplars).
-    3. Too close to call (margin under `margin`): shared.
+    3. Too close to call (margin under `margin`), or close to no expert at all (best
+       similarity under `min_score`): shared, and the reason says so.
+
+    The defaults fit the local USE embedder on the sample knowledge: a clearly-Audrey or
+    clearly-Carole note scores 0.45-0.55 against her profile and 0.15-0.25 against the other;
+    a note on accounting scored 0.22 at best, a recipe 0.08.
     """
 
     def __init__(
@@ -34,22 +61,24 @@ class OwnerTagger:
         embedder: Embedder,
         shared_patterns: list[str],
         margin: float = 0.05,
+        min_score: float = 0.3,
     ):
         self.experts = experts
         self.embedder = embedder
         self.shared_patterns = [fold(p) for p in shared_patterns]
         self.margin = margin
+        self.min_score = min_score
         self._profiles: dict[str, np.ndarray] | None = None
 
     def by_filename(self, filename: str) -> OwnerDecision | None:
-        name = fold(filename)
+        name = name_words(filename)
         hits: dict[str, str] = {}
         for expert in self.experts.values():
             for pattern in [*expert.filename_patterns, expert.id]:
-                if fold(pattern) in name:
+                if pattern_in(pattern, name):
                     hits.setdefault(expert.id, pattern)
         for pattern in self.shared_patterns:
-            if pattern in name:
+            if pattern_in(pattern, name):
                 hits.setdefault(SHARED, pattern)
         if len(hits) == 1:
             owner, pattern = next(iter(hits.items()))
@@ -77,6 +106,10 @@ class OwnerTagger:
         best_score, best = scores[0]
         runner_up = scores[1][0] if len(scores) > 1 else -1.0
         detail = ", ".join(f"{owner} {score:.2f}" for score, owner in scores)
+        if best_score < self.min_score:
+            return OwnerDecision(
+                SHARED, f"content close to no expert, too close to call ({detail})", "close"
+            )
         if best_score - runner_up < self.margin:
             return OwnerDecision(SHARED, f"content too close to call ({detail})", "close")
         return OwnerDecision(best, f"content closest to {best} ({detail})", "content")
