@@ -9,6 +9,7 @@ from copines.experts import Expert, load_experts
 from copines.knowledge.ingest import Ingester
 from copines.knowledge.ownership import OwnerTagger
 from copines.knowledge.retrieval import Retriever
+from copines.providers.chat import ChatClient
 from copines.providers.embeddings import Embedder, build_embedder
 from copines.providers.rerank import Reranker, build_reranker
 from copines.store import create_store
@@ -24,6 +25,7 @@ class Deps:
     reranker: Reranker
     retriever: Retriever
     tagger: OwnerTagger
+    chat: ChatClient | None = None  # None: no model configured, the offline responder answers
 
     @classmethod
     async def create(cls, settings: Settings, *, embedder: Embedder | None = None) -> Deps:
@@ -43,12 +45,15 @@ class Deps:
             threshold=settings.match_threshold,
         )
         tagger = OwnerTagger(experts, embedder, settings.shared_patterns)
-        return cls(settings, experts, store, embedder, reranker, retriever, tagger)
+        chat = ChatClient.from_settings(settings) if settings.llm_enabled else None
+        return cls(settings, experts, store, embedder, reranker, retriever, tagger, chat=chat)
 
     def ingester(self) -> Ingester:
         return Ingester(self.store, self.embedder, self.experts, self.tagger)
 
     async def aclose(self) -> None:
+        if self.chat is not None:
+            await self.chat.aclose()
         await self.reranker.aclose()
         await self.embedder.aclose()
         await self.store.close()

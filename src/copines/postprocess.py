@@ -1,0 +1,263 @@
+"""After the answer: loop detection, sentiment, upsell triggers, formatting. All offline."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from copines.text import fold
+
+LOOP_SIMILARITY = 0.45  # USE cosine: above this, two visitor messages ask the same thing
+LOOP_WITH_MARKER = 0.15  # "je reformule", "toujours pas": a weak echo is enough
+
+ACCOMPANIMENT_NOTE = (
+    "💡 J'ai l'impression qu'on tourne un peu en rond sur ce sujet, et c'est normal : certaines "
+    "choses se débloquent mieux à plusieurs. L'équipe de L'Agence des Copines propose un "
+    "accompagnement personnalisé ; si tu veux, dis-le et quelqu'un de l'équipe te recontacte."
+)
+
+_REPEAT = re.compile(
+    r"\b(encore|toujours|je reformule|je reviens sur|a nouveau|de nouveau|re-?demande|"
+    r"au final|tu disais|comme je disais|deja demande|meme chose|rien a faire|ca change rien)\b"
+)
+
+# Folded French cues; weights are rough strengths. Negation flips the positive ones.
+_POSITIVE = {
+    "merci": 1.0,
+    "mercii": 1.5,
+    "merciiii": 1.5,
+    "super": 1.0,
+    "top": 1.0,
+    "genial": 1.5,
+    "geniale": 1.5,
+    "parfait": 1.5,
+    "parfaite": 1.5,
+    "bravo": 1.5,
+    "adore": 1.5,
+    "j'adore": 1.5,
+    "trop bien": 1.5,
+    "contente": 1.5,
+    "ravie": 1.5,
+    "fiere": 1.5,
+    "aux anges": 2.0,
+    "hate": 1.0,
+    "motivee": 1.5,
+    "cartonne": 1.5,
+    "enfin": 0.5,
+    "clair": 0.5,
+    "wow": 1.5,
+    "excellent": 1.5,
+    "aidee": 1.0,
+    "prete": 1.0,
+    "felicit": 1.0,
+    "reussi": 1.0,
+    "exactement ce qu": 1.5,
+    "ca marche": 0.5,
+    "c'est top": 1.5,
+    "trop contente": 2.0,
+}
+_NEGATIVE = {
+    "frustree": 2.0,
+    "marre": 2.0,
+    "decouragee": 2.0,
+    "desespere": 2.0,
+    "nul": 1.5,
+    "nulle": 1.5,
+    "affreux": 2.0,
+    "moche": 1.5,
+    "moches": 1.5,
+    "deçue": 2.0,
+    "decue": 2.0,
+    "perdue": 1.5,
+    "perdu": 1.0,
+    "enerve": 2.0,
+    "stresse": 1.5,
+    "epuisee": 2.0,
+    "debordee": 1.5,
+    "regretter": 2.0,
+    "bloque": 1.0,
+    "pffff": 1.5,
+    "pff": 1.0,
+    "casse": 1.5,
+    "plante": 1.5,
+    "rien ne marche": 2.0,
+    "ne marche pas": 1.5,
+    "n'arrive pas": 1.0,
+    "n'y arrive pas": 1.5,
+    "n'y arriverai": 1.5,
+    "illegitime": 2.0,
+    "ne m'aide pas": 2.0,
+    "trop vague": 1.5,
+    "trop complique": 1.5,
+    "fichu": 1.5,
+    "galere": 1.5,
+    "impossible": 1.0,
+    "zero": 0.5,
+    "0 like": 1.5,
+    "personne": 0.5,
+    "desolee": 0.5,
+    "ca change rien": 1.5,
+    "toujours aussi": 1.0,
+    "seule": 0.5,
+    "je ne comprends rien": 1.5,
+    "comprends rien": 1.5,
+    "plus quoi faire": 2.0,
+    "rate": 1.0,
+    "angoisse": 2.0,
+    "peur": 1.0,
+    "triste": 2.0,
+    "colere": 2.0,
+    "indesirables": 1.0,
+    "😩": 1.5,
+    "😔": 1.5,
+    "😡": 2.0,
+    "😭": 1.5,
+    "😞": 1.5,
+}
+_EMOJI_POSITIVE = ("🙏", "😊", "🥳", "😍", "🎉", "❤", "💪", "✨", "🤩", "😁", "🥰")
+_NEGATION = re.compile(r"\b(ne|n'|pas|jamais|plus|rien)\b")
+
+_UPSELL = re.compile(
+    r"\b(tarifs?|prix|combien (coute|coutent|ca coute)|coute combien|"
+    r"formations?\b(?! de \w+ sur)|programmes? (adapte|de lancement)|votre programme|"
+    r"coaching (individuel|de groupe)|accompagne\w*|accompagnement|suivi (personnalise|individuel|sur)|"
+    r"un vrai suivi|formule|offre ou|ateliers? en|vous (proposez|faites)|s'inscrire|m'inscrire|"
+    r"partante|sessions? (en direct|de questions)|paiement en plusieurs fois|"
+    r"n'y arrive(rai)? pas seule|pas seule|qu'on m'aide|qu.on m.aide|monter pour moi|"
+    r"gere mon|installer .* (c'est un service|vous faites)|c'est un service|aller plus loin)"
+)
+
+
+@dataclass
+class Analysis:
+    sentiment: str  # positive | neutral | negative
+    upsell: bool
+    loop: bool
+    loop_similarity: float = 0.0
+    upsell_reason: str = ""
+
+    def public(self) -> dict:
+        return {"sentiment": self.sentiment, "upsell": self.upsell, "loop": self.loop}
+
+
+def sentiment(text: str) -> str:
+    """positive, neutral or negative, from French cues (negation, emojis, punctuation)."""
+    folded = fold(text)
+    score = 0.0
+    for cue, weight in _POSITIVE.items():
+        for match in re.finditer(r"(?<!\w)" + re.escape(cue), folded):
+            before = folded[max(0, match.start() - 12) : match.start()]
+            score += -weight if _NEGATION.search(before) and cue not in ("merci",) else weight
+    for cue, weight in _NEGATIVE.items():
+        if re.search(r"(?<!\w)" + re.escape(fold(cue)), folded):
+            score -= weight
+    score += 0.75 * sum(text.count(e) for e in _EMOJI_POSITIVE)
+    if "!!" in text and score > 0:
+        score += 0.5
+    if "???" in text or "!!" in text and score < 0:
+        score -= 0.5
+    if score >= 1.0:
+        return "positive"
+    if score <= -1.0:
+        return "negative"
+    return "neutral"
+
+
+def upsell_trigger(text: str, deep_questions: int = 0) -> str:
+    """Why this message signals buying intent or a need for deeper help ("" when it does not)."""
+    match = _UPSELL.search(fold(text))
+    if match:
+        return match.group(0)
+    if deep_questions >= 4:
+        return "questions approfondies répétées"
+    return ""
+
+
+def loop_similarity(vector: np.ndarray, previous: list[np.ndarray]) -> float:
+    """The highest similarity between this message and the visitor's recent messages."""
+    if not previous:
+        return 0.0
+    return float(max(float(vector @ p) for p in previous))
+
+
+def detect_loop(message: str, vector: np.ndarray, previous: list[np.ndarray]) -> tuple[bool, float]:
+    """The visitor asks the same thing again (or repeats the same complaint)."""
+    if not previous:
+        return False, 0.0
+    best = loop_similarity(vector, previous)
+    folded = fold(message)
+    asking = "?" in message or sentiment(message) == "negative" or bool(_REPEAT.search(folded))
+    if not asking:
+        return False, best
+    threshold = LOOP_WITH_MARKER if _REPEAT.search(folded) else LOOP_SIMILARITY
+    return best >= threshold, best
+
+
+def analyze(
+    message: str,
+    vector: np.ndarray,
+    previous: list[np.ndarray],
+    *,
+    sentiment_hint: str | None = None,
+    upsell_hint: bool | None = None,
+) -> Analysis:
+    """All the signals of one visitor message; the orchestrator's hints, when any, are combined."""
+    loop, similarity = detect_loop(message, vector, previous)
+    mood = sentiment(message)
+    if sentiment_hint in ("positive", "negative") and mood == "neutral":
+        mood = sentiment_hint  # the model saw what the lexicon missed
+    reason = upsell_trigger(message, deep_questions=len(previous))
+    upsell = bool(reason) or bool(upsell_hint)
+    if upsell_hint and not reason:
+        reason = "signal de l'orchestrateur"
+    return Analysis(mood, upsell, loop, round(similarity, 4), reason)
+
+
+# Formatting -----------------------------------------------------------------------------
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n+")
+_HTML_TAG = re.compile(r"</?\s*[a-zA-Z][^>]*>")
+_LINK = re.compile(r"\[([^\]]*)\]\(([^)\s]*)[^)]*\)")
+_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
+
+
+def _safe_link(match: re.Match[str]) -> str:
+    label, url = match.group(1), match.group(2)
+    if re.match(r"^(https?://|mailto:)", url, re.I):
+        return f"[{label}]({url})"
+    return label  # javascript:, data:, relative tricks: keep only the words
+
+
+def safe_markdown(text: str) -> str:
+    """Markdown the widget can render safely: no raw HTML, no images, only http(s)/mailto links."""
+    text = _IMAGE.sub(lambda m: m.group(1), text)
+    text = _HTML_TAG.sub("", text)
+    text = text.replace("<", "‹").replace(">", "›") if "<" in text else text
+    text = _LINK.sub(_safe_link, text)
+    text = re.sub(r"\n{3,}", "\n\n", text)
+    return text.strip()
+
+
+def cut_to_words(text: str, max_words: int, slack: float = 0.1) -> str:
+    """Cut at the last sentence end before `max_words` (+ a little slack); never mid-sentence."""
+    if len(text.split()) <= max_words * (1 + slack):
+        return text
+    pieces = re.split(r"((?<=[.!?…])\s+|\n+)", text)
+    out: list[str] = []
+    count = 0
+    for piece in pieces:
+        n = len(piece.split())
+        if n and count + n > max_words * (1 + slack) and count >= max_words * 0.5:
+            break
+        out.append(piece)
+        count += n
+    result = "".join(out).rstrip()
+    if len(result.split()) > max_words * (1 + slack):  # one giant sentence: cut at a word
+        result = " ".join(result.split()[:max_words]).rstrip(",;:") + "…"
+    return result
+
+
+def format_answer(text: str, max_words: int) -> str:
+    """The answer as the visitor sees it: safe markdown, about `max_words` at most."""
+    return cut_to_words(safe_markdown(text), max_words)

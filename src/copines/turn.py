@@ -1,0 +1,562 @@
+"""One conversation turn, end to end: route, retrieve, generate, post-process, save, log.
+
+`TurnRunner.run` returns the whole result; `TurnRunner.stream` yields events as they happen
+(decision, sources, tokens, done). The visitor's message is committed before generation; the
+answer is committed with its metadata before `done`; webhooks run in the background and are
+drained at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from copines.deps import Deps
+from copines.errors import InputError, NotFoundError, ProviderError
+from copines.escalation import (
+    Background,
+    WebhookNotifier,
+    handoff_message,
+    record_escalation,
+    webhook_payload,
+)
+from copines.knowledge.retrieval import RetrievalResult
+from copines.postprocess import ACCOMPANIMENT_NOTE, Analysis, analyze, format_answer
+from copines.prompts import expert_messages
+from copines.providers.chat import ChatClient, ChatResult
+from copines.providers.offline import OFFLINE_MODEL, OfflineResponder
+from copines.routing import Decision, LocalRouter, Router, finish
+from copines.store.base import Message, Passage
+
+log = logging.getLogger("copines.turn")
+
+TEAM_NAME = "L'équipe"
+TEAM_COLOR = "#6B7280"
+APOLOGY = (
+    "Oups, je n'ai pas réussi à te répondre cette fois-ci : le service qui rédige les réponses "
+    "ne répond pas. Ton message est bien enregistré. Réessaie dans un instant, ou demande à "
+    "parler à l'équipe et une personne de l'agence te répondra."
+)
+LOOP_PREVIOUS = 4  # how many of the visitor's earlier messages loop detection compares
+
+
+@dataclass
+class TurnResult:
+    conversation_id: str
+    message_id: int | None
+    user_message_id: int
+    response: str
+    agent: str
+    agent_name: str
+    confidence: float
+    router: str
+    sources: list[dict]
+    escalated: bool
+    loop_detected: bool
+    sentiment: str
+    upsell: bool
+    model: str
+    timings_ms: dict[str, float]
+    error: str | None = None
+
+    def to_public(self) -> dict:
+        """JSON-ready dict of every field."""
+        return asdict(self)
+
+
+@dataclass
+class TurnEvent:
+    event: str  # decision | token | sources | done | error
+    data: dict
+
+
+@dataclass
+class _Turn:
+    """The state of one turn while it runs."""
+
+    conversation_id: str
+    message: str
+    started: float = field(default_factory=time.perf_counter)
+    timings: dict[str, float] = field(default_factory=dict)
+    history: list[Message] = field(default_factory=list)
+    vector: np.ndarray | None = None
+    user_message_id: int = 0
+    decision: Decision | None = None
+    previous_expert: str | None = None
+    retrieval: RetrievalResult | None = None
+    orchestrator_usage: dict | None = None
+    chat: ChatResult | None = None
+    model_ms: float = 0.0  # time spent waiting on models (excluded from the overhead)
+    result: TurnResult | None = None
+    stored: bool = False
+
+    def mark(self, step: str, since: float) -> float:
+        now = time.perf_counter()
+        self.timings[step] = round((now - since) * 1000, 3)
+        return now
+
+
+def _source(p: Passage) -> dict:
+    return {
+        "filename": p.filename,
+        "title": p.title,
+        "owner": p.owner,
+        "score": round(float(p.score), 4),
+        "heading": p.heading_path,
+    }
+
+
+class TurnRunner:
+    """Runs turns for one process; build it once (it holds the router and the clients)."""
+
+    def __init__(self, deps: Deps):
+        self.deps = deps
+        settings = deps.settings
+        self.settings = settings
+        chat = getattr(deps, "chat", None)
+        self._own_chat = False
+        if chat is None and settings.llm_enabled:
+            chat = ChatClient.from_settings(settings)
+            self._own_chat = True
+        self.chat: ChatClient | None = chat
+        self.local_router = LocalRouter(deps.experts, deps.embedder)
+        self.router = Router(
+            deps.experts,
+            self.local_router,
+            chat,
+            orchestrator_model=settings.orchestrator_model,
+            timeout=settings.orchestrator_timeout,
+        )
+        self.offline = OfflineResponder(max_words=settings.max_answer_words)
+        self.background = Background()
+        self.webhook = WebhookNotifier(settings.escalation_webhook)
+
+    async def prepare(self) -> None:
+        """Embed the routing exemplars now rather than during the first visitor's turn."""
+        await self.local_router.prepare()
+
+    async def drain(self) -> None:
+        """Wait for the writes and webhooks still running after answers (call at shutdown)."""
+        await self.background.drain()
+
+    async def aclose(self) -> None:
+        """Drain, then release the clients this runner opened."""
+        await self.drain()
+        await self.webhook.aclose()
+        if self._own_chat and self.chat is not None:
+            await self.chat.aclose()
+
+    # Public interface ------------------------------------------------------------------
+    async def run(self, conversation_id: str, message: str) -> TurnResult:
+        """One whole turn. Raises InputError (bad message) or NotFoundError (no conversation)."""
+        turn = _Turn(conversation_id, message)
+        async for _ in self._turn(turn, streaming=False):
+            pass
+        assert turn.result is not None
+        return turn.result
+
+    async def stream(self, conversation_id: str, message: str) -> AsyncIterator[TurnEvent]:
+        """The turn as events: decision, sources, token..., done (or error)."""
+        turn = _Turn(conversation_id, message)
+        try:
+            async for event in self._turn(turn, streaming=True):
+                yield event
+        except (InputError, NotFoundError):
+            raise
+        except (GeneratorExit, asyncio.CancelledError):
+            # The client left: what was accepted is kept, the answer is recorded as interrupted.
+            if turn.user_message_id and not turn.stored:
+                self.background.spawn(self._save_interrupted(turn), name="save-interrupted")
+            raise
+
+    # The turn, step by step ------------------------------------------------------------
+    async def _turn(self, turn: _Turn, *, streaming: bool) -> AsyncIterator[TurnEvent]:
+        deps, settings = self.deps, self.settings
+        message = self._validate(turn.message)
+        turn.message = message
+
+        # 1-2. The conversation, its history and the message's embedding, concurrently.
+        t = time.perf_counter()
+        conversation = await deps.store.get_conversation(turn.conversation_id)
+        if conversation is None:
+            raise NotFoundError(
+                f"no conversation '{turn.conversation_id}'; start one first (POST /api/chat "
+                "without conversation_id)"
+            )
+        turn.previous_expert = conversation.expert
+        turn.vector, turn.history = await asyncio.gather(
+            deps.embedder.embed_one(message),
+            deps.store.get_messages(turn.conversation_id, limit=settings.history_turns),
+        )
+        t = turn.mark("load", t)
+        # The visitor's message is committed while routing runs, always before generation.
+        save_user = asyncio.create_task(
+            deps.store.add_message(Message(turn.conversation_id, "user", message))
+        )
+        earlier_task = asyncio.create_task(self._earlier_vectors(turn))
+
+        # 3. Routing (and 4. speculative retrieval while the orchestrator thinks).
+        try:
+            await self._route_and_retrieve(turn)
+        finally:
+            turn.user_message_id = await save_user
+        t = time.perf_counter()
+        decision = turn.decision
+        assert decision is not None
+        yield TurnEvent("decision", self._decision_event(decision))
+        passages = turn.retrieval.passages if turn.retrieval else []
+        sources = [_source(p) for p in passages]
+        if sources:
+            yield TurnEvent("sources", {"sources": sources})
+
+        # 5. Generation (or the hand-off message).
+        error: str | None = None
+        model = OFFLINE_MODEL
+        if decision.escalated:
+            text = handoff_message(decision)
+        elif self.chat is None:
+            expert = deps.experts[decision.agent]
+            text = self.offline.answer(expert, message, passages)
+        else:
+            text, model, error = "", "", None
+            expert = deps.experts[decision.agent]
+            prompt = expert_messages(
+                expert,
+                passages,
+                turn.history,
+                message,
+                max_words=settings.max_answer_words,
+                history_turns=settings.history_turns,
+            )
+            model_name = settings.expert_model or expert.model
+            g = time.perf_counter()
+            try:
+                if streaming:
+                    parts: list[str] = []
+                    words = 0
+                    async for delta in self.chat.stream(
+                        prompt, model_name, temperature=expert.temperature
+                    ):
+                        if delta.result is not None:
+                            turn.chat = delta.result
+                        elif delta.text:
+                            parts.append(delta.text)
+                            words += len(delta.text.split())
+                            if words <= settings.max_answer_words * 1.1:
+                                yield TurnEvent("token", {"text": delta.text})
+                    text = "".join(parts)
+                else:
+                    turn.chat = await self.chat.complete(
+                        prompt, model_name, temperature=expert.temperature
+                    )
+                    text = turn.chat.text
+                model = turn.chat.model if turn.chat else model_name
+                if not text.strip():
+                    raise ProviderError(
+                        f"chat: model {model} sent an empty answer", provider="chat"
+                    )
+            except ProviderError as exc:
+                error = str(exc)
+                model = model_name
+                text = APOLOGY
+                log.error("generation failed for conversation %s: %s", turn.conversation_id, exc)
+            turn.model_ms += (time.perf_counter() - g) * 1000
+        t = turn.mark("generation", t)
+
+        # 6. Post-processing.
+        analysis = analyze(
+            message,
+            turn.vector,
+            await earlier_task,
+            sentiment_hint=decision.sentiment_hint,
+            upsell_hint=decision.upsell_hint,
+        )
+        if error is None and not decision.escalated:
+            text = format_answer(text, settings.max_answer_words)
+            if analysis.loop:
+                text = f"{text}\n\n{ACCOMPANIMENT_NOTE}"
+        t = turn.mark("postprocess", t)
+        if streaming and (decision.escalated or self.chat is None):
+            for piece in _pieces(text):
+                yield TurnEvent("token", {"text": piece})
+        elif streaming and analysis.loop:
+            yield TurnEvent("token", {"text": f"\n\n{ACCOMPANIMENT_NOTE}"})
+
+        # 7. Persistence of the answer, then the escalation and the expert of the conversation.
+        result = await self._save(turn, text, model, sources, analysis, error)
+        t = turn.mark("save", t)
+        result.timings_ms = dict(turn.timings)
+        if error is not None:
+            yield TurnEvent(
+                "error",
+                {"message": APOLOGY, "retryable": True},
+            )
+        # 8. The response.
+        turn.timings["total"] = round((time.perf_counter() - turn.started) * 1000, 3)
+        turn.timings["overhead"] = round(max(turn.timings["total"] - turn.model_ms, 0.0), 3)
+        result.timings_ms = dict(turn.timings)
+        turn.result = result
+        self._log(turn, result, analysis)
+        yield TurnEvent("done", result.to_public())
+
+    def _validate(self, message: str) -> str:
+        if not isinstance(message, str) or not message.strip():
+            raise InputError("the message is empty; write a question for Audrey or Carole")
+        message = message.strip()
+        limit = self.settings.max_message_chars
+        if len(message) > limit:
+            raise InputError(
+                f"the message has {len(message)} characters, over the limit of {limit}; "
+                "shorten it or split it in two"
+            )
+        return message
+
+    async def _route_and_retrieve(self, turn: _Turn) -> None:
+        """Decide who answers; when the orchestrator is asked, search every base meanwhile."""
+        deps = self.deps
+        t = time.perf_counter()
+        assert turn.vector is not None
+        local = await self.local_router.decide(
+            turn.message, turn.vector, turn.history, turn.previous_expert
+        )
+        t = turn.mark("route_local", t)
+        if not self.router.needs_orchestrator(local):
+            turn.decision = finish(local, turn.previous_expert)
+            turn.timings["route"] = turn.timings["route_local"]
+            if not turn.decision.escalated:
+                query, vector = self._retrieval_query(turn)
+                turn.retrieval = await deps.retriever.search(
+                    turn.decision.agent, query, vector=vector
+                )
+            turn.mark("retrieval", t)
+            return
+
+        # Speculative retrieval: both experts' bases are searched while the model decides.
+        async def timed_orchestrator() -> tuple[Decision, dict]:
+            s = time.perf_counter()
+            out = await self.router.ask_orchestrator(turn.message, turn.history, local)
+            turn.timings["orchestrator"] = round((time.perf_counter() - s) * 1000, 3)
+            return out
+
+        async def timed_search(expert: str) -> RetrievalResult:
+            s = time.perf_counter()
+            out = await deps.retriever.search(expert, turn.message, vector=turn.vector)
+            turn.timings[f"retrieval_{expert}"] = round((time.perf_counter() - s) * 1000, 3)
+            return out
+
+        experts = list(deps.experts)
+        outcome = await asyncio.gather(timed_orchestrator(), *(timed_search(e) for e in experts))
+        (decision, usage), results = outcome[0], dict(zip(experts, outcome[1:], strict=True))
+        wall = (time.perf_counter() - t) * 1000
+        turn.timings["route"] = round(turn.timings["route_local"] + wall, 3)
+        turn.timings["retrieval"] = round(max(turn.timings[f"retrieval_{e}"] for e in experts), 3)
+        # Overlap: what sequential steps would have cost minus what the wall clock saw.
+        sequential = turn.timings["orchestrator"] + sum(
+            turn.timings[f"retrieval_{e}"] for e in experts
+        )
+        turn.timings["speculative_saved"] = round(max(sequential - wall, 0.0), 3)
+        turn.model_ms += turn.timings["orchestrator"]
+        turn.orchestrator_usage = usage
+        turn.decision = finish(decision, turn.previous_expert)
+        if not turn.decision.escalated:
+            turn.retrieval = results.get(turn.decision.agent)
+
+    def _retrieval_query(self, turn: _Turn) -> tuple[str, np.ndarray | None]:
+        """A follow-up ("et pour l'étape 2 ?") is searched with the question it follows."""
+        decision = turn.decision
+        if decision is None or decision.rule != "follow-up":
+            return turn.message, turn.vector
+        earlier = [m.content for m in turn.history if m.role == "user"]
+        if not earlier:
+            return turn.message, turn.vector
+        return f"{earlier[-1]} {turn.message}", None
+
+    async def _earlier_vectors(self, turn: _Turn) -> list[np.ndarray]:
+        """The visitor's recent messages, embedded (cached), for loop detection."""
+        earlier = [m.content for m in turn.history if m.role == "user"][-LOOP_PREVIOUS:]
+        return [await self.deps.embedder.embed_one(text) for text in earlier]
+
+    def _decision_event(self, decision: Decision) -> dict:
+        expert = self.deps.experts.get(decision.agent)
+        return {
+            "agent": decision.agent,
+            "agent_name": expert.name if expert else TEAM_NAME,
+            "confidence": round(decision.confidence, 3),
+            "router": decision.router,
+            "escalated": decision.escalated,
+            "color": expert.color if expert else TEAM_COLOR,
+            "initials": expert.initials if expert else "EQ",
+        }
+
+    async def _save(
+        self,
+        turn: _Turn,
+        text: str,
+        model: str,
+        sources: list[dict],
+        analysis: Analysis,
+        error: str | None,
+    ) -> TurnResult:
+        deps = self.deps
+        decision = turn.decision
+        assert decision is not None
+        usage = turn.chat.usage if turn.chat else None
+        orch = turn.orchestrator_usage or {}
+        prompt_tokens = (usage.prompt_tokens if usage else 0) + int(orch.get("prompt_tokens") or 0)
+        completion_tokens = (usage.completion_tokens if usage else 0) + int(
+            orch.get("completion_tokens") or 0
+        )
+        costs = [c for c in ((usage.cost_usd if usage else None), orch.get("cost_usd")) if c]
+        meta: dict[str, Any] = {
+            "primary_need": decision.primary_need,
+            "secondary_needs": decision.secondary_needs,
+            "reasoning": decision.reasoning,
+            "rule": decision.rule,
+            "scores": decision.scores,
+            "switched_from": decision.switched_from,
+            "kept_previous": decision.kept_previous,
+            "orchestrator": orch or None,
+            "fallback_reason": decision.fallback_reason,
+            "sentiment": analysis.sentiment,
+            "upsell": analysis.upsell,
+            "upsell_reason": analysis.upsell_reason,
+            "loop": analysis.loop,
+            "loop_similarity": analysis.loop_similarity,
+            "fell_back": bool(turn.chat and turn.chat.fell_back),
+            "error": error,
+        }
+        answer = Message(
+            turn.conversation_id,
+            "assistant",
+            text,
+            status="failed" if error else "ok",
+            agent=decision.agent,
+            confidence=decision.confidence,
+            router=decision.router,
+            sources=sources,
+            model=model,
+            prompt_tokens=prompt_tokens or None,
+            completion_tokens=completion_tokens or None,
+            cost_usd=round(sum(costs), 8) if costs else None,
+            timings_ms=dict(turn.timings),
+            meta=meta,
+        )
+        message_id = await deps.store.add_message(answer)
+        turn.stored = True
+        if decision.escalated:
+            escalation = await record_escalation(
+                deps.store,
+                conversation_id=turn.conversation_id,
+                message_id=message_id,
+                message=turn.message,
+                history=turn.history,
+                decision=decision,
+            )
+            if self.webhook.url:
+                self.background.spawn(
+                    self.webhook.send(webhook_payload(escalation)), name="escalation-webhook"
+                )
+        elif decision.agent != turn.previous_expert:
+            await deps.store.set_conversation_expert(turn.conversation_id, decision.agent)
+        expert = deps.experts.get(decision.agent)
+        return TurnResult(
+            conversation_id=turn.conversation_id,
+            message_id=message_id,
+            user_message_id=turn.user_message_id,
+            response=text,
+            agent=decision.agent,
+            agent_name=expert.name if expert else TEAM_NAME,
+            confidence=round(decision.confidence, 3),
+            router=decision.router,
+            sources=sources,
+            escalated=decision.escalated,
+            loop_detected=analysis.loop,
+            sentiment=analysis.sentiment,
+            upsell=analysis.upsell,
+            model=model,
+            timings_ms={},
+            error=error,
+        )
+
+    async def _save_interrupted(self, turn: _Turn) -> None:
+        decision = turn.decision
+        await self.deps.store.add_message(
+            Message(
+                turn.conversation_id,
+                "assistant",
+                "",
+                status="failed",
+                agent=decision.agent if decision else None,
+                router=decision.router if decision else None,
+                timings_ms=dict(turn.timings),
+                meta={"error": "the visitor left before the answer was complete"},
+            )
+        )
+
+    def _log(self, turn: _Turn, result: TurnResult, analysis: Analysis) -> None:
+        """One JSON line with the agency's monitoring fields (no text unless allowed, no keys)."""
+        decision = turn.decision
+        assert decision is not None
+        usage = turn.chat.usage if turn.chat else None
+        orch = turn.orchestrator_usage or {}
+        passages = turn.retrieval.passages if turn.retrieval else []
+        line: dict[str, Any] = {
+            "timestamp": datetime.now(UTC).isoformat(),
+            "event": "turn",
+            "conversation_id": turn.conversation_id,
+            "message_id": result.message_id,
+            "user_message_length": len(turn.message),
+            "orchestrator_decision": {
+                "agent": decision.agent,
+                "confidence": round(decision.confidence, 3),
+                "reasoning": decision.reasoning,
+                "router": decision.router,
+                "rule": decision.rule,
+                "switched_from": decision.switched_from,
+                "fallback_reason": decision.fallback_reason,
+            },
+            "rag_results": {
+                "chunks_found": turn.retrieval.candidates if turn.retrieval else 0,
+                "reranked_top_3": [p.filename for p in passages],
+                "sources": [p.title for p in passages],
+            },
+            "agent_response_length": len(result.response),
+            "total_time_ms": turn.timings.get("total"),
+            "timings_ms": turn.timings,
+            "model_used": result.model,
+            "orchestrator_model": orch.get("model"),
+            "tokens_used": {
+                "prompt": (usage.prompt_tokens if usage else 0)
+                + int(orch.get("prompt_tokens") or 0),
+                "completion": (usage.completion_tokens if usage else 0)
+                + int(orch.get("completion_tokens") or 0),
+            },
+            "cost_usd": (usage.cost_usd or 0.0 if usage else 0.0)
+            + float(orch.get("cost_usd") or 0.0),
+            "escalated": result.escalated,
+            "sentiment": analysis.sentiment,
+            "upsell": analysis.upsell,
+            "loop_detected": analysis.loop,
+            "error": result.error,
+        }
+        if self.settings.log_message_text:
+            line["message"] = turn.message
+            line["response"] = result.response
+        log.info(json.dumps(line, ensure_ascii=False, default=str))
+
+
+def _pieces(text: str, size: int = 6) -> list[str]:
+    """Split a ready answer into token events of a few words (offline and hand-off answers)."""
+    words = text.split(" ")
+    return [
+        " ".join(words[i : i + size]) + (" " if i + size < len(words) else "")
+        for i in range(0, len(words), size)
+    ]
