@@ -42,8 +42,27 @@ async def test_analytics_equal_the_stored_turns(admin, admin_deps):
     assert response.status_code == 200
     got = response.json()
 
-    rows = [dict(zip(["name", "question", "agent", "router", "sentiment", "upsell", "best",
-                      "cost", "timings", "rating"], t, strict=True)) for t in TURNS]
+    rows = [
+        dict(
+            zip(
+                [
+                    "name",
+                    "question",
+                    "agent",
+                    "router",
+                    "sentiment",
+                    "upsell",
+                    "best",
+                    "cost",
+                    "timings",
+                    "rating",
+                ],
+                t,
+                strict=True,
+            )
+        )
+        for t in TURNS
+    ]
     day_of = {r["name"]: (earlier.date() if r["name"] in moved else today) for r in rows}
     per_day: dict[str, dict[str, int]] = {}
     for r in rows:
@@ -94,10 +113,12 @@ async def test_analytics_equal_the_stored_turns(admin, admin_deps):
 
 
 async def test_analytics_empty_period(admin):
-    response = await admin.get("/admin/api/analytics", params={"since": "2001-01-01",
-                                                               "until": "2001-01-07"})
+    response = await admin.get(
+        "/admin/api/analytics", params={"since": "2001-01-01", "until": "2001-01-07"}
+    )
     got = response.json()
     assert got["turns"] == 0 and got["escalation_rate"] == 0 and got["latency_ms"] == {}
-    page = await admin.get("/admin/analytics", params={"since": "2001-01-01",
-                                                       "until": "2001-01-07"})
+    page = await admin.get(
+        "/admin/analytics", params={"since": "2001-01-01", "until": "2001-01-07"}
+    )
     assert page.status_code == 200

@@ -44,8 +44,10 @@ async def test_upload_then_search_shows_the_new_passages(admin, admin_deps):
     response = await admin.post(
         "/admin/knowledge/upload",
         data={"csrf_token": csrf, "owner": "carole"},
-        files=[("files", ("podcast-praticiennes.md", NEW_DOC.encode(), "text/markdown")),
-               ("files", ("notes.exe", b"MZ", "application/octet-stream"))],
+        files=[
+            ("files", ("podcast-praticiennes.md", NEW_DOC.encode(), "text/markdown")),
+            ("files", ("notes.exe", b"MZ", "application/octet-stream")),
+        ],
     )
     assert response.status_code == 200
     assert "ajouté" in response.text and "non pris en charge" in response.text
@@ -68,8 +70,7 @@ async def test_upload_with_owner_auto(admin, admin_deps):
     await admin.post(
         "/admin/knowledge/upload",
         data={"csrf_token": csrf, "owner": "auto"},
-        files={"files": ("faq-horaires.txt", "Horaires de l'agence : 9h-18h.".encode(),
-                         "text/plain")},
+        files={"files": ("faq-horaires.txt", b"Horaires de l'agence : 9h-18h.", "text/plain")},
     )
     document = await admin_deps.store.get_document("faq-horaires.txt")
     assert document is not None and document.owner == "shared"  # 'faq' in its name
@@ -130,16 +131,29 @@ async def _seed_gaps(deps):
             conversation, _ = await start_conversation(deps.store)
             await deps.store.add_message(Message(conversation.id, "user", question))
             answer_id = await deps.store.add_message(
-                Message(conversation.id, "assistant", "…", agent="audrey", router="local",
-                        meta={"retrieval": {"best_score": best}})
+                Message(
+                    conversation.id,
+                    "assistant",
+                    "…",
+                    agent="audrey",
+                    router="local",
+                    meta={"retrieval": {"best_score": best}},
+                )
             )
             if rating:
                 await deps.store.add_feedback(Feedback(conversation.id, answer_id, rating))
     # A well-answered question is no gap.
     conversation, _ = await start_conversation(deps.store)
     await deps.store.add_message(Message(conversation.id, "user", "Comment créer un tunnel ?"))
-    await deps.store.add_message(Message(conversation.id, "assistant", "…", agent="audrey",
-                                         meta={"retrieval": {"best_score": 0.82}}))
+    await deps.store.add_message(
+        Message(
+            conversation.id,
+            "assistant",
+            "…",
+            agent="audrey",
+            meta={"retrieval": {"best_score": 0.82}},
+        )
+    )
 
 
 async def test_knowledge_gaps_group_low_score_questions(admin, admin_deps):

@@ -12,7 +12,9 @@ async def test_inbox_lists_open_escalations_newest_first_with_brief(admin, admin
     conversation = seeded.conversations["reels"]
     newer = await admin_deps.store.add_escalation(
         __import__("copines.store.base", fromlist=["Escalation"]).Escalation(
-            conversation_id=conversation, reason="demande un humain", primary_need="devis",
+            conversation_id=conversation,
+            reason="demande un humain",
+            primary_need="devis",
             closest_expert="carole",
         )
     )
@@ -45,8 +47,12 @@ async def test_reply_is_stored_as_team_message_and_can_mark_handled(admin, admin
     csrf = await csrf_of(admin, f"/admin/escalations/{escalation}")
     response = await admin.post(
         f"/admin/conversations/{conversation}/reply",
-        data={"csrf_token": csrf, "content": "  Bonjour ! Pour la TVA, voici...  ",
-              "escalation_id": str(escalation), "handled": "1"},
+        data={
+            "csrf_token": csrf,
+            "content": "  Bonjour ! Pour la TVA, voici...  ",
+            "escalation_id": str(escalation),
+            "handled": "1",
+        },
     )
     assert response.status_code == 303
     assert response.headers["location"] == f"/admin/escalations/{escalation}?msg=replied"
@@ -90,8 +96,11 @@ async def test_conversations_list_and_filters(admin, admin_deps):
     async def listed(**params) -> set[str]:
         page = await admin.get("/admin/conversations", params=params)
         assert page.status_code == 200
-        return {name for name, cid in seeded.conversations.items()
-                if f"/admin/conversations/{cid}" in page.text}
+        return {
+            name
+            for name, cid in seeded.conversations.items()
+            if f"/admin/conversations/{cid}" in page.text
+        }
 
     assert await listed() == set(seeded.conversations)
     assert await listed(expert="audrey") == {"kajabi", "tunnel"}
@@ -112,10 +121,20 @@ async def test_conversation_transcript_shows_every_answer_detail(admin, admin_de
     page = await admin.get(f"/admin/conversations/{seeded.conversations['tunnel']}")
     assert page.status_code == 200
     html = page.text
-    for expected in ("Je veux acheter votre accompagnement tunnel de vente", "audrey-guide.md",
-                     "score 0.660", "confiance 0.90", "routeur llm",
-                     "anthropic/claude-3.5-sonnet", "1200 entrée", "300 sortie", "0.0043 $",
-                     "generate", "1500 ms", "acheter"):
+    for expected in (
+        "Je veux acheter votre accompagnement tunnel de vente",
+        "audrey-guide.md",
+        "score 0.660",
+        "confiance 0.90",
+        "routeur llm",
+        "anthropic/claude-3.5-sonnet",
+        "1200 entrée",
+        "300 sortie",
+        "0.0043 $",
+        "generate",
+        "1500 ms",
+        "acheter",
+    ):
         assert expected in html, expected
     down = await admin.get(f"/admin/conversations/{seeded.conversations['reels']}")
     assert "👎" in down.text

@@ -72,15 +72,26 @@ class Analytics:
 
 
 # Steps shown first, in the order a turn runs them; other recorded steps follow by name.
-STEP_ORDER = ["history", "embed", "route", "retrieve", "rerank", "generate", "first_token",
-              "postprocess", "save", "total"]
+STEP_ORDER = [
+    "history",
+    "embed",
+    "route",
+    "retrieve",
+    "rerank",
+    "generate",
+    "first_token",
+    "postprocess",
+    "save",
+    "total",
+]
 
 
 def compute(turns: list[Turn], start: date, end: date) -> Analytics:
     """Figures for the turns whose day falls in [start, end]."""
     days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
-    result = Analytics(days=days, per_day={d: Counter() for d in days},
-                       cost_per_day={d: 0.0 for d in days})
+    result = Analytics(
+        days=days, per_day={d: Counter() for d in days}, cost_per_day={d: 0.0 for d in days}
+    )
     timings: dict[str, list[float]] = {}
     conversations = set()
     for turn in turns:

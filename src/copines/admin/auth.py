@@ -99,7 +99,9 @@ def new_session(token: str, now: float | None = None) -> tuple[Session, str]:
     """A fresh session and its cookie value."""
     expires = int((now or time.time()) + SESSION_SECONDS)
     session = Session(secrets.token_urlsafe(16), expires)
-    cookie = f"{session.nonce}.{expires}.{_sign(_key(token), 'session', session.nonce, str(expires))}"
+    cookie = (
+        f"{session.nonce}.{expires}.{_sign(_key(token), 'session', session.nonce, str(expires))}"
+    )
     return session, cookie
 
 
