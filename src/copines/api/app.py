@@ -135,14 +135,19 @@ def create_app(
         if turn_runner is None:
             from copines.turn import TurnRunner
 
-            app.state.turns = TurnRunner(deps)
+            turns = TurnRunner(deps)
         else:
-            app.state.turns = turn_runner(deps)
+            turns = turn_runner(deps)
+        app.state.turns = turns
+        prepare = getattr(turns, "prepare", None)
+        if prepare is not None:
+            await prepare()  # routing exemplars embedded before the first visitor
         try:
             yield
         finally:
             try:
-                await app.state.turns.drain()
+                close = getattr(turns, "aclose", None)
+                await (close() if close is not None else turns.drain())
             finally:
                 await limiter.aclose()
                 await deps.aclose()

@@ -181,6 +181,13 @@ class ChatLimits:
         s = self.settings
         return Rule("ip_new_conversations", f"ip:{ip}:new", s.rate_new_conversations_per_hour, HOUR)
 
+    async def count_new_token(self, token_key: str) -> None:
+        """Count the message that created a conversation against its new token."""
+        rule = Rule(
+            "conversation_minute", f"cv:{token_key}:m", self.settings.rate_per_minute, MINUTE
+        )
+        await self.limiter.acquire([rule])
+
     async def check_message(
         self, ip: str, conversation_id: str | None, *, new_conversation: bool
     ) -> Refusal | None:

@@ -18,7 +18,7 @@
   var POSITION = data.position === "left" ? "left" : "right";
   var STORE_KEY = "copines:conversation:" + API;
   var OPEN_KEY = "copines:open:" + API;
-  var TEAM = { name: "L'équipe", initials: "LÉ", color: "#6d6275" };
+  var TEAM = { name: "L'équipe", initials: "EQ", color: "#6B7280" };
   var THUMB_UP = "M1 21h4V9H1v12zm22-11c0-1.1-.9-2-2-2h-6.31l.95-4.57.03-.32c0-.41-.17-.79-.44-1.06L14.17 1 7.59 7.59C7.22 7.95 7 8.45 7 9v10c0 1.1.9 2 2 2h9c.83 0 1.54-.5 1.84-1.22l3.02-7.05c.09-.23.14-.47.14-.73v-2z";
   var THUMB_DOWN = "M15 3H6c-.83 0-1.54.5-1.84 1.22l-3.02 7.05c-.09.23-.14.47-.14.73v2c0 1.1.9 2 2 2h6.31l-.95 4.57-.03.32c0 .41.17.79.44 1.06L9.83 23l6.59-6.59c.36-.36.58-.86.58-1.41V5c0-1.1-.9-2-2-2zm4 0v12h4V3h-4z";
   var POLL_OPEN_MS = 4000, POLL_CLOSED_MS = 20000;
@@ -252,7 +252,9 @@
   }
   function greet() {
     if (log.querySelector(".greeting")) return;
-    var view = addAnswer({ name: TITLE, initials: TEAM.initials, color: "var(--primary)" });
+    var initials = TITLE.replace(/[^\s]*'/g, "").split(/\s+/).filter(function (w) { return w.length > 3; })
+      .map(function (w) { return w[0].toUpperCase(); }).join("").slice(0, 2) || "?";
+    var view = addAnswer({ name: TITLE, initials: initials, color: "var(--primary)" });
     view.li.classList.add("greeting");
     log.insertBefore(view.li, log.firstChild);
     view.li.firstChild.style.background = "var(--primary)";

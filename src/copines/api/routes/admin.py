@@ -30,7 +30,7 @@ from copines.api.routes.admin_common import (
     PageSession,
     render,
 )
-from copines.errors import NotFoundError
+from copines.errors import CopinesError, NotFoundError
 from copines.store.base import Escalation, Message
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -141,6 +141,15 @@ def _question_of(escalation: Escalation, messages: list[Message]) -> Message | N
     return users[-1] if users else None
 
 
+def _router_scores(escalation: Escalation, messages: list[Message]) -> dict[str, float]:
+    """How close the router found each expert (kept in the hand-off answer's metadata)."""
+    for message in messages:
+        if message.id == escalation.message_id and isinstance(message.meta.get("scores"), dict):
+            return {k: float(v) for k, v in message.meta["scores"].items()}
+    scores = escalation.meta.get("scores")
+    return {k: float(v) for k, v in scores.items()} if isinstance(scores, dict) else {}
+
+
 async def _briefs(deps, escalations: list[Escalation]) -> list[dict]:
     briefs = []
     for escalation in escalations:
@@ -150,9 +159,23 @@ async def _briefs(deps, escalations: list[Escalation]) -> list[dict]:
                 "escalation": escalation,
                 "question": _question_of(escalation, messages),
                 "replies": sum(m.role == "team" for m in messages),
+                "router_scores": _router_scores(escalation, messages),
             }
         )
     return briefs
+
+
+async def _searches(deps, question: Message | None) -> dict:
+    """What each expert's base holds for the question, searched now (hand-offs keep none)."""
+    if question is None:
+        return {}
+    out = {}
+    for expert in deps.experts:
+        try:
+            out[expert] = await deps.retriever.search(expert, question.content[:2000])
+        except CopinesError:
+            continue
+    return out
 
 
 @router.get("/escalations")
@@ -185,15 +208,18 @@ async def read_escalation(
     messages = await deps.store.get_messages(escalation.conversation_id)
     feedback = await deps.store.list_feedback(escalation.conversation_id)
     turns = {t.message.id: t for t in read_turns(messages, feedback, [escalation])}
+    question = _question_of(escalation, messages)
     return render(
         request,
         "admin/escalation.html",
         session,
         section="escalations",
         escalation=escalation,
-        question=_question_of(escalation, messages),
+        question=question,
         messages=messages,
         turns=turns,
+        router_scores=_router_scores(escalation, messages),
+        searches=await _searches(deps, question),
     )
 
 

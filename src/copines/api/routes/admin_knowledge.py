@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import RedirectResponse
 
-from copines.admin.gaps import LOW_SCORE, SAME_TOPIC, knowledge_gaps
+from copines.admin.gaps import LOW_SCORE, SAME_TOPIC, knowledge_gaps, score_escalations
 from copines.admin.turns import read_turns
 from copines.api.routes.admin_common import (
     DepsDep,
@@ -155,6 +155,7 @@ async def read_gaps(
     turns = read_turns(
         messages, await deps.store.list_feedback(), await deps.store.list_escalations(None)
     )
+    await score_escalations(turns, deps.retriever)
     gaps = await knowledge_gaps(turns, deps.embedder, low_score=seuil, same_topic=SAME_TOPIC)
     return render(
         request,

@@ -39,6 +39,7 @@ RATE_LIMITED = {
     "ip_new_conversations": "Trop de nouvelles conversations ont été ouvertes depuis ta connexion : "
     "réessaie un peu plus tard.",
 }
+TEAM_COLOR, TEAM_INITIALS = "#6B7280", "EQ"  # the team's badge, as in the turn's decision event
 STREAM_FAILED = "Oups, la réponse s'est interrompue. Réessaie dans quelques secondes."
 STORE_BUSY = "Le service est très sollicité en ce moment : réessaie dans quelques secondes."
 
@@ -89,6 +90,8 @@ async def open_turn(
             raise HTTPException(404, detail=NOT_FOUND)
         return Opened(conversation.id, message, None)
     conversation, new_token = await start_conversation(deps.store)
+    # The first message counts against the new token too, like every later one.
+    await limits.count_new_token(hash_token(new_token)[:24])
     return Opened(conversation.id, message, new_token)
 
 
@@ -98,8 +101,8 @@ def public_turn(result_public: dict[str, Any], opened: Opened, deps: Deps) -> di
     payload["conversation_id"] = opened.conversation_id
     payload["token"] = opened.new_token
     expert = deps.experts.get(payload.get("agent", ""))
-    payload.setdefault("color", expert.color if expert else None)
-    payload.setdefault("initials", expert.initials if expert else None)
+    payload.setdefault("color", expert.color if expert else TEAM_COLOR)
+    payload.setdefault("initials", expert.initials if expert else TEAM_INITIALS)
     return payload
 
 

@@ -22,7 +22,7 @@ def message_public(message: Message, deps: Deps) -> MessagePublic:
     """A stored message as the widget shows it (who speaks, with her colour and initials)."""
     name = color = initials = None
     if message.role == "team" or (message.role == "assistant" and message.agent == "escalate"):
-        name, initials = TEAM_NAME, "LÉ"
+        name, color, initials = TEAM_NAME, "#6B7280", "EQ"
     elif message.role == "assistant":
         expert = deps.experts.get(message.agent or "")
         if expert is not None:
