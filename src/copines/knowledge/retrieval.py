@@ -11,6 +11,7 @@ from copines.errors import NotFoundError
 from copines.providers.embeddings import Embedder
 from copines.providers.rerank import Reranker
 from copines.store.base import Passage, Store
+from copines.store.sqlite import mismatch_error
 from copines.text import search_terms
 
 RRF_K = 60
@@ -80,6 +81,10 @@ class Retriever:
             timings["embed"] = (time.perf_counter() - t0) * 1000
         t1 = time.perf_counter()
         dense = await self.store.dense_search(expert, vector, self.candidates, self.threshold)
+        stored = self.store.embedder_id  # refreshed by the search when the chunks changed
+        if stored is not None and stored != self.embedder.id:
+            # Same size, another model: the scores would be noise.
+            raise mismatch_error(stored, self.embedder.id)
         t2 = time.perf_counter()
         keyword = await self.store.keyword_search(expert, search_terms(query), self.candidates)
         t3 = time.perf_counter()
