@@ -161,10 +161,12 @@ async def seed(deps: Deps) -> Seeded:
         conversation, token = await start_conversation(store)
         out.conversations[name] = conversation.id
         out.tokens[name] = token
-        user_id = await store.add_message(
+        await store.add_message(
             Message(conversation.id, "user", question, meta={"sentiment": mood})
         )
         escalated = agent == "escalate"
+        # As the turn stores an answer (copines.turn): sources with their scores, the
+        # decision and the post-processing in meta; a hand-off keeps no sources.
         answer = Message(
             conversation.id,
             "assistant",
@@ -174,19 +176,37 @@ async def seed(deps: Deps) -> Seeded:
             router=router,
             sources=[]
             if escalated
-            else [{"filename": f"{agent}-guide.md", "heading_path": "Guide", "score": best}],
-            model=None if escalated else "anthropic/claude-3.5-sonnet",
+            else [
+                {
+                    "filename": f"{agent}-guide.md",
+                    "title": "Guide",
+                    "owner": agent,
+                    "score": best,
+                    "heading": "Guide > Étapes",
+                },
+                {
+                    "filename": "faq-agence.md",
+                    "title": "FAQ",
+                    "owner": "shared",
+                    "score": round(best - 0.1, 4),
+                    "heading": "FAQ",
+                },
+            ],
+            model="offline" if escalated else "anthropic/claude-3.5-sonnet",
             prompt_tokens=None if escalated else 1200,
             completion_tokens=None if escalated else 300,
             cost_usd=cost,
             timings_ms=timings,
             meta={
+                "primary_need": "déclarer la TVA" if escalated else "question",
+                "reasoning": "hors du champ des expertes (fiscalité)" if escalated else "",
+                "rule": "semantic",
+                "scores": {"audrey": 0.31, "carole": 0.22} if escalated else {agent: 0.8},
                 "sentiment": mood,
                 "upsell": upsell,
                 "upsell_reason": "acheter" if upsell else "",
                 "loop": False,
-                "retrieval": {"best_score": best},
-                "escalated": escalated,
+                "loop_similarity": 0.0,
             },
         )
         out.answers[name] = await store.add_message(answer)
@@ -198,12 +218,12 @@ async def seed(deps: Deps) -> Seeded:
             out.escalations[name] = await store.add_escalation(
                 Escalation(
                     conversation_id=conversation.id,
-                    message_id=user_id,
+                    message_id=out.answers[name],
                     reason="hors du champ des expertes (fiscalité)",
                     primary_need="déclarer la TVA",
-                    brief="Une praticienne demande comment déclarer sa TVA.",
+                    brief="Motif : déclarer la TVA.\nMessage : « " + question + " »",
                     closest_expert="audrey",
-                    meta={"retrieval": {"audrey": 0.12, "carole": 0.08}},
+                    meta={"router": router, "confidence": 0.4, "rule": "semantic"},
                 )
             )
     return out

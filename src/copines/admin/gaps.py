@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from copines.admin.turns import Turn
+from copines.errors import CopinesError
+from copines.knowledge.retrieval import Retriever
 from copines.providers.embeddings import Embedder
 
 # A best passage under this score means the knowledge base had little to say (the local
@@ -15,6 +17,7 @@ LOW_SCORE = 0.45
 # Two questions about the same missing topic embed at least this close (USE and OpenAI alike).
 SAME_TOPIC = 0.55
 MAX_QUESTIONS = 500
+MAX_READ_TIME_SEARCHES = 100
 
 
 @dataclass
@@ -25,6 +28,7 @@ class GapQuestion:
     best_score: float | None
     thumbs_down: bool
     escalated: bool
+    searched_now: bool = False
 
 
 @dataclass
@@ -39,6 +43,23 @@ class GapGroup:
     def worst_score(self) -> float | None:
         scores = [q.best_score for q in self.questions if q.best_score is not None]
         return min(scores) if scores else None
+
+
+async def score_escalations(
+    turns: list[Turn], retriever: Retriever, limit: int = MAX_READ_TIME_SEARCHES
+) -> None:
+    """Give hand-offs (which keep no retrieval) the best score of their closest expert's base,
+    searched now, most recent first."""
+    missing = [t for t in turns if t.escalated and t.expert and t.best_score is None]
+    for turn in reversed(missing[-limit:]):
+        if not turn.question_text.strip():
+            continue
+        try:
+            result = await retriever.search(turn.expert, turn.question_text[:2000])
+        except CopinesError:
+            continue
+        turn.best_score = result.best_score
+        turn.score_at_read_time = True
 
 
 def gap_questions(turns: list[Turn], low_score: float = LOW_SCORE) -> dict[str, list[GapQuestion]]:
@@ -58,6 +79,7 @@ def gap_questions(turns: list[Turn], low_score: float = LOW_SCORE) -> dict[str, 
                     best_score=turn.best_score,
                     thumbs_down=down,
                     escalated=turn.escalated,
+                    searched_now=turn.score_at_read_time,
                 )
             )
     return out

@@ -83,8 +83,10 @@ def best_score(message: Message) -> float | None:
     scores = [s for s in scores if s is not None]
     if scores:
         return max(scores)
-    if isinstance(meta.get("retrieval"), dict) or is_escalation(message):
-        return 0.0  # it searched and found nothing
+    if is_escalation(message):
+        return None  # a hand-off keeps no retrieval: the console searches at read time
+    if message.agent or isinstance(meta.get("retrieval"), dict):
+        return 0.0  # an expert answered: her search found nothing above the threshold
     return None
 
 
@@ -107,6 +109,7 @@ class Turn:
     loop: bool
     best_score: float | None
     feedback: int | None = None
+    score_at_read_time: bool = False  # best_score searched by the console, not by the turn
 
     @property
     def conversation_id(self) -> str:
