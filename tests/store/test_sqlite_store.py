@@ -1,0 +1,128 @@
+"""What only the SQLite store has: its file, its migrations, its in-memory vector cache."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from copines.experts import SHARED
+from copines.store.sqlite import SQLiteStore, fts_query
+from copines.store.sqlite_migrations import MIGRATIONS, apply_migrations
+from tests.store.test_knowledge_store import EMBEDDER, chunks, doc, seed, unit
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+async def pair(tmp_path: Path):
+    """Two stores on one file, as two processes would have."""
+    a, b = SQLiteStore(tmp_path / "kb.db"), SQLiteStore(tmp_path / "kb.db")
+    await a.open()
+    await b.open()
+    yield a, b
+    await a.close()
+    await b.close()
+
+
+async def ids_seen(store: SQLiteStore, expert: str, vector: np.ndarray) -> set[int]:
+    return {cid for cid, _ in await store.dense_search(expert, vector, 100, -1.0)}
+
+
+async def test_the_other_instance_sees_every_change(pair):
+    a, b = pair
+    await seed(a)
+    assert len(await ids_seen(b, "audrey", unit(1, 0))) == 3  # b builds its cache now
+    # A new document through a.
+    await a.save_document(doc("a-new.md", "audrey"), chunks("neuf"), unit(1)[None, :], EMBEDDER)
+    assert len(await ids_seen(b, "audrey", unit(1, 0))) == 4
+    # A document moved through a.
+    await a.set_owner("c-reels.md", "audrey", "moved")
+    assert len(await ids_seen(b, "audrey", unit(1, 0))) == 5
+    assert len(await ids_seen(b, "carole", unit(1, 0))) == 1  # the shared one only
+    # A document deleted through a.
+    await a.delete_document("a-funnel.md")
+    assert len(await ids_seen(b, "audrey", unit(1, 0))) == 3
+    # A changed document through a: new vectors, same filename.
+    await a.save_document(
+        doc("a-new.md", "audrey", "h2"),
+        chunks("neuf", "encore"),
+        np.vstack([unit(0, 1)] * 2),
+        EMBEDDER,
+    )
+    hits = await b.dense_search("audrey", unit(0, 1), 100, 0.99)
+    assert len(hits) == 3  # two new chunks and the moved reels chunk
+
+
+async def test_another_process_deleting_is_seen(pair, tmp_path: Path):
+    a, b = pair
+    await seed(a)
+    assert len(await ids_seen(b, "carole", unit(0, 1))) == 2
+    script = textwrap.dedent(
+        f"""
+        import asyncio
+        from copines.store.sqlite import SQLiteStore
+
+        async def main():
+            store = SQLiteStore({str(tmp_path / "kb.db")!r})
+            await store.open()
+            await store.delete_document("c-reels.md")
+            await store.close()
+
+        asyncio.run(main())
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT, timeout=60)
+    assert len(await ids_seen(b, "carole", unit(0, 1))) == 1
+
+
+async def test_the_cache_is_reused_while_nothing_changes(pair):
+    a, _ = pair
+    await seed(a)
+    await a.dense_search("audrey", unit(1, 0), 5, 0.0)
+    index = a._index
+    await a.dense_search("carole", unit(0, 1), 5, 0.0)
+    await a.keyword_search("audrey", ["tunnel"], 5)
+    assert a._index is index
+    await a.set_owner("c-reels.md", SHARED, "x")
+    await a.dense_search("audrey", unit(1, 0), 5, 0.0)
+    assert a._index is not index
+
+
+async def test_file_is_in_wal_mode_with_every_migration_recorded(tmp_path: Path):
+    store = SQLiteStore(tmp_path / "sub" / "kb.db")
+    await store.open()
+    await store.close()
+    db = sqlite3.connect(tmp_path / "sub" / "kb.db")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    names = [r[0] for r in db.execute("SELECT name FROM migrations ORDER BY rowid")]
+    assert names == [name for name, _ in MIGRATIONS]
+    db.isolation_level = None
+    assert apply_migrations(db) == []  # nothing left to apply
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"documents", "chunks", "chunks_fts", "conversations", "messages"} <= tables
+    assert {"escalations", "feedback", "meta"} <= tables
+    db.close()
+
+
+async def test_reopening_keeps_the_embedder(tmp_path: Path):
+    store = SQLiteStore(tmp_path / "kb.db")
+    await store.open()
+    await seed(store)
+    await store.close()
+    again = SQLiteStore(tmp_path / "kb.db")
+    await again.open()
+    assert again.embedder_id == EMBEDDER
+    assert len(await ids_seen(again, "audrey", unit(1, 0))) == 3
+    await again.close()
+
+
+def test_fts_query_quotes_every_term():
+    assert fts_query(["tunnel", "page"]) == '"tunnel"* OR "page"*'
+    assert fts_query(['a"b OR c', ""]) == '"ab OR c"*'
+    assert fts_query([]) == ""
