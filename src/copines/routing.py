@@ -171,6 +171,7 @@ class LocalRouter:
         cue_weight: float = 0.04,
         top_n: int = 3,
         fifty_fifty: float = 0.1,
+        switch_margin: float = 0.1,
     ):
         self.experts = experts
         self.embedder = embedder
@@ -179,6 +180,7 @@ class LocalRouter:
         self.cue_weight = cue_weight
         self.top_n = top_n
         self.fifty_fifty = fifty_fifty
+        self.switch_margin = switch_margin
         self._profiles: dict[str, _Profile] | None = None
         self._lock = asyncio.Lock()
 
@@ -321,7 +323,8 @@ class LocalRouter:
         kept = False
         if previous_expert in expert_scores and best != previous_expert:
             lead = expert_scores[best] - expert_scores[previous_expert]
-            if lead < self.margin:
+            named = hits.get(best, 0) > 0 and not hits.get(previous_expert, 0)
+            if lead < self.switch_margin and not (named and lead >= self.margin / 2):
                 best, kept, rule = previous_expert, True, "kept-previous"
 
         secondary = [
