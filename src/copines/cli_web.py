@@ -24,6 +24,13 @@ def register(main: click.Group) -> None:
         from copines.config import get_settings
 
         settings = get_settings()
+        from copines.admin.auth import check_admin_token
+        from copines.errors import ConfigError
+
+        try:
+            check_admin_token(settings, host)  # the console needs a strong token off loopback
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from exc
         if workers > 1 and not settings.redis_url:
             click.echo(
                 "warning: several workers without REDIS_URL: each worker counts rate limits "

@@ -159,3 +159,20 @@ async def test_console_disabled_without_token(tmp_path, embedder):
             assert (await http.get("/admin/api/escalations")).status_code == 401
     finally:
         await deps.aclose()
+
+
+def test_serve_refuses_a_placeholder_token_on_a_public_address(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from copines.cli import main
+    from copines.config import get_settings
+
+    monkeypatch.chdir(tmp_path)  # no .env file
+    monkeypatch.setenv("COPINES_ADMIN_TOKEN", "changeme")
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(main, ["serve", "--host", "0.0.0.0", "--port", "1"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code != 0
+    assert "COPINES_ADMIN_TOKEN" in result.output
