@@ -140,7 +140,7 @@ async def test_conversation_transcript_shows_every_answer_detail(admin, admin_de
     ):
         assert expected in html, expected
     down = await admin.get(f"/admin/conversations/{seeded.conversations['reels']}")
-    assert "👎" in down.text
+    assert "avis négatif" in down.text
 
 
 async def test_unknown_ids_are_404(admin):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from html import escape
 
@@ -11,16 +12,14 @@ FONT = 'font-family="system-ui, sans-serif" font-size="11"'
 
 
 def _nice_max(value: float) -> float:
-    """A round axis maximum at or above `value`."""
+    """A round axis maximum at or above `value` (1, 2, 2.5 or 5 times a power of ten)."""
     if value <= 0:
         return 1.0
-    magnitude = 10 ** len(str(int(value))) / 10 if value >= 1 else 0.1
-    while magnitude / 10 >= value:
-        magnitude /= 10
+    base = 10 ** math.floor(math.log10(value))
     for step in (1, 2, 2.5, 5, 10):
-        if step * magnitude >= value:
-            return step * magnitude
-    return 10 * magnitude
+        if step * base >= value * (1 - 1e-9):
+            return step * base
+    return 10 * base
 
 
 def columns(
@@ -29,14 +28,17 @@ def columns(
     *,
     title: str,
     fmt: Callable[[float], str] = lambda v: f"{v:g}",
-    width: int = 720,
-    height: int = 220,
+    width: int = 960,
+    height: int = 240,
+    integer: bool = False,
 ) -> Markup:
     """Stacked columns: one column per label, one coloured segment per (name, colour, values)."""
-    left, bottom, top, right = 48, 28, 12, 8
+    left, bottom, top, right = 72, 28, 12, 8
     plot_w, plot_h = width - left - right, height - top - bottom
     totals = [sum(values[i] for _, _, values in series) for i in range(len(labels))]
     vmax = _nice_max(max(totals, default=0))
+    if integer:  # whole-number ticks for counts
+        vmax = 4 * math.ceil(vmax / 4)
     n = max(len(labels), 1)
     slot = plot_w / n
     bar = max(2.0, slot * 0.7)
@@ -83,11 +85,11 @@ def bars(
     *,
     title: str,
     fmt: Callable[[float], str] = lambda v: f"{v:g}",
-    width: int = 360,
+    width: int = 320,
     row: int = 24,
 ) -> Markup:
     """Horizontal bars, one per (label, value, colour), with the value printed at the end."""
-    label_w, value_w = 130, 70
+    label_w, value_w = 110, 60
     height = max(row * len(items), row) + 8
     vmax = max((v for _, v, _ in items), default=0) or 1
     plot_w = width - label_w - value_w

@@ -167,3 +167,38 @@ def fmt_value(value: Any) -> str:
 
 
 TEMPLATES.env.filters["val"] = fmt_value
+
+KEY_LABELS = {
+    "router": "routeur",
+    "confidence": "confiance",
+    "rule": "règle",
+    "scores": "scores du routeur",
+    "primary_need": "besoin principal",
+    "secondary_needs": "besoins secondaires",
+    "reasoning": "raisonnement",
+    "upsell_reason": "raison de l'upsell",
+    "loop": "boucle",
+    "loop_similarity": "similarité (boucle)",
+    "fell_back": "modèle de secours",
+    "error": "erreur",
+    "switched_from": "changée depuis",
+    "kept_previous": "experte gardée",
+    "orchestrator": "orchestrateur",
+    "fallback_reason": "raison du repli",
+    "retrieval": "recherche",
+    "best_score": "meilleur score",
+    "escalation_id": "escalade",
+    "author": "auteur",
+}
+
+
+def key_label(key: Any) -> str:
+    return KEY_LABELS.get(str(key), str(key).replace("_", " "))
+
+
+def has_value(value: Any) -> bool:
+    return value not in (None, "", [], {})
+
+
+TEMPLATES.env.filters["key"] = key_label
+TEMPLATES.env.tests["present"] = has_value

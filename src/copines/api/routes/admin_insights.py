@@ -168,7 +168,9 @@ def _charts(deps: Deps, figures: Analytics) -> dict:
     ]
     palette = ["#7c5cbf", "#3aa17e", "#e0a030", "#4a90c2", "#c2577a", "#8a8194"]
     return {
-        "turns": charts.columns(labels, series, title="Tours par jour et par experte"),
+        "turns": charts.columns(
+            labels, series, title="Tours par jour et par experte", integer=True
+        ),
         "cost": charts.columns(
             labels,
             [("Coût", "#7c5cbf", [figures.cost_per_day[d] for d in figures.days])],
