@@ -49,8 +49,8 @@ class Settings(BaseSettings):
     pg_pool_min_size: int = 1
     pg_pool_max_size: int = 10
     pg_connect_timeout: float = 10.0
-    pg_hnsw_ef_search: int = 100  # raised by the owner filter's selectivity, up to 1000
-    pg_exact_search_below: int = 20_000  # an expert's + shared chunks: fewer are searched exactly
+    pg_hnsw_ef_search: int = 200  # raised by the owner filter's selectivity, up to 1000 (bench/postgres.py)
+    pg_exact_search_below: int = 3_000  # an expert's + shared chunks: fewer are searched exactly
     pg_hnsw_m: int = 16
     pg_hnsw_ef_construction: int = 64
     pg_maintenance_work_mem: str = "256MB"  # while building the HNSW index
@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     max_answer_words: int = 300
     escalation_webhook: str | None = None
     log_message_text: bool = False
+    # Local router: the lead the best expert needs to decide without the orchestrator, and the
+    # lead another expert needs to take over a conversation from the previous one.
+    router_margin: float = 0.06
+    router_switch_margin: float = 0.1
 
     # Web
     redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL"))

@@ -1,0 +1,308 @@
+"""Postgres + pgvector search: p50/p95 at 10k and 100k chunks, HNSW and exact, recall@20 of HNSW
+against exact search, and the HNSW build time. Writes the `postgres` section of
+docs/benchmarks.md.
+
+    python bench/postgres.py [--sizes 10000 100000] [--queries 120] [--no-write]
+
+Data: the sample knowledge's sentences (and pairs of them) are embedded for real with the bundled
+USE model; each chunk's vector is a mix of 2 to 5 of those embeddings from one document (now and
+then one from another document), plus a little noise, so that 100k chunks keep the topical
+clusters of real passages without embedding 100k texts (45 texts/s here). Queries are real visitor
+messages (tests/data/*.jsonl), embedded for real. Postgres: DATABASE_URL's server when set (a
+scratch database is created and dropped), else pgserver (Postgres 16 + pgvector) in a temp folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "src")]
+
+from bench._report import machine, percentile, update_section  # noqa: E402
+from copines.config import Settings  # noqa: E402
+from copines.providers.embeddings import LocalEmbedder  # noqa: E402
+from copines.store.postgres import PostgresStore  # noqa: E402
+
+CACHE = Path("/tmp/copines-bench-cache")
+EXPERTS = ("audrey", "carole")
+NOISE = 0.3  # norm of the noise added to a unit mix
+EF_SWEEP = (100, 200, 300, 400, 600)
+
+
+def owner_of(name: str) -> str:
+    prefix = name.split("-", 1)[0]
+    return prefix if prefix in EXPERTS else "shared"
+
+
+def units() -> list[tuple[str, str, str]]:
+    """(document, owner, text): the sample knowledge's sentences and pairs of neighbours."""
+    out = []
+    for path in sorted((ROOT / "examples" / "knowledge").glob("*.md")):
+        text = re.sub(r"[#*_`>|-]+", " ", path.read_text(encoding="utf-8"))
+        sentences = [
+            s.strip() for s in re.split(r"(?<=[.!?:])\s+|\n+", text) if len(s.strip()) >= 25
+        ]
+        owner = owner_of(path.stem)
+        out += [(path.stem, owner, s) for s in sentences]
+        out += [
+            (path.stem, owner, f"{a} {b}") for a, b in zip(sentences, sentences[1:], strict=False)
+        ]
+    return out
+
+
+def embed_cached(embedder: LocalEmbedder, texts: list[str], label: str) -> np.ndarray:
+    key = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+    path = CACHE / f"{label}-{key}.npy"
+    if path.exists():
+        return np.load(path)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    vectors = np.concatenate(
+        [embedder.embed_sync(texts[i : i + 64]) for i in range(0, len(texts), 64)]
+    )
+    np.save(path, vectors)
+    return vectors
+
+
+def make_chunks(
+    base: list[tuple[str, str, str]], vectors: np.ndarray, n: int, seed: int
+) -> tuple[list[str], list[str], list[str], np.ndarray]:
+    """n chunks: (document names, owners, texts, vectors)."""
+    rng = np.random.default_rng(seed)
+    by_owner: dict[str, list[int]] = {}
+    for i, (_, owner, _) in enumerate(base):
+        by_owner.setdefault(owner, []).append(i)
+    by_doc: dict[str, list[int]] = {}
+    for i, (doc, _, _) in enumerate(base):
+        by_doc.setdefault(doc, []).append(i)
+    docs = sorted(by_doc)
+    weights = np.array([len(by_doc[d]) for d in docs], dtype=float)
+    weights /= weights.sum()
+    names, owners, texts = [], [], []
+    out = np.empty((n, vectors.shape[1]), dtype=np.float32)
+    for j in range(n):
+        doc = docs[rng.choice(len(docs), p=weights)]
+        k = int(rng.integers(2, 6))
+        picked = list(rng.choice(by_doc[doc], size=min(k, len(by_doc[doc])), replace=False))
+        # A passage also says things of its own: some sentences of the owner's other documents
+        # and a noise share, so that 100k chunks are not 100k re-mixes of one document.
+        owner = owner_of(doc)
+        for slot in range(1, len(picked)):
+            if rng.random() < 0.4:
+                picked[slot] = int(rng.choice(by_owner[owner]))
+        mix = (vectors[picked] * rng.uniform(0.5, 1.0, size=(len(picked), 1))).sum(axis=0)
+        mix /= np.linalg.norm(mix)
+        mix += rng.normal(scale=NOISE / np.sqrt(len(mix)), size=len(mix))
+        out[j] = mix / np.linalg.norm(mix)
+        names.append(f"{doc}-{j // 50}")
+        owners.append(owner_of(doc))
+        texts.append(" ".join(base[i][2] for i in picked))
+    return names, owners, texts, out
+
+
+def queries(limit: int) -> list[str]:
+    messages = []
+    for name in ("routing.jsonl", "postprocess.jsonl"):
+        path = ROOT / "tests" / "data" / name
+        if path.exists():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                message = json.loads(line).get("message")
+                if message and message not in messages:
+                    messages.append(message)
+    return messages[:limit]
+
+
+async def load(store: PostgresStore, names, owners, texts, vectors, embedder_id: str) -> None:
+    """Append chunks with COPY (documents grouped by name), as an ingest would store them."""
+    async with store._tx() as conn:
+        if store.dim is None:
+            await store._claim_embedder(conn, embedder_id, vectors.shape[1])
+        # Bulk load first, index after (as the timed build below does).
+        await conn.execute("DROP INDEX IF EXISTS copines.document_chunks_embedding_idx")
+        doc_ids: dict[str, int] = {}
+        for name, owner in dict(zip(names, owners, strict=True)).items():
+            row = await (
+                await conn.execute(
+                    "INSERT INTO copines.documents (filename, title, agent_owner, content_hash) "
+                    "VALUES (%s, %s, %s, 'bench') ON CONFLICT (filename) DO UPDATE "
+                    "SET title = excluded.title RETURNING id",
+                    (name, name, owner),
+                )
+            ).fetchone()
+            doc_ids[name] = row["id"]
+        async with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY copines.document_chunks (document_id, agent_owner, position, content, "
+                "embedding, embedder) FROM STDIN WITH (FORMAT BINARY)"
+            ) as copy,
+        ):
+            copy.set_types(["int8", "text", "int4", "text", "vector", "text"])
+            for i, name in enumerate(names):
+                await copy.write_row(
+                    (doc_ids[name], owners[i], i, texts[i], vectors[i], embedder_id)
+                )
+    await store.get_embedder_id()
+    store._owner_counts_at = 0.0
+
+
+async def timed(fn, *args, **kwargs) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    result = await fn(*args, **kwargs)
+    return (time.perf_counter() - t0) * 1000, result
+
+
+async def measure(store: PostgresStore, qvecs: np.ndarray, terms: list[list[str]]) -> dict:
+    """Latency and recall of each plan over every query and expert."""
+    work = [(e, v) for e in EXPERTS for v in qvecs]
+    for expert, v in work[:10]:  # warm the caches and the pool
+        await store.match_chunks(expert, v, 20, -1.0, exact=True)
+        await store.match_chunks(expert, v, 20, -1.0, exact=False, ef_search=100)
+    exact_ms, truth = [], []
+    for expert, v in work:
+        ms, rows = await timed(store.match_chunks, expert, v, 20, -1.0, exact=True)
+        exact_ms.append(ms)
+        truth.append({c for c, _ in rows})
+    result: dict = {"exact": exact_ms, "hnsw": {}}
+    for ef in EF_SWEEP:
+        times, hits = [], 0
+        for (expert, v), want in zip(work, truth, strict=True):
+            ms, rows = await timed(
+                store.match_chunks, expert, v, 20, -1.0, exact=False, ef_search=ef
+            )
+            times.append(ms)
+            hits += len(want & {c for c, _ in rows})
+        result["hnsw"][ef] = (times, hits / sum(len(t) for t in truth))
+    store._owner_counts_at = 0.0
+    auto, hits = [], 0
+    for (expert, v), want in zip(work, truth, strict=True):
+        ms, rows = await timed(store.dense_search, expert, v, 20, -1.0)
+        auto.append(ms)
+        hits += len(want & {c for c, _ in rows})
+    result["auto"] = (auto, hits / sum(len(t) for t in truth), await store.search_plan("audrey"))
+    keyword = []
+    for (expert, _), words in zip(work, terms * len(EXPERTS), strict=True):
+        ms, _ = await timed(store.keyword_search, expert, words, 20)
+        keyword.append(ms)
+    result["keyword"] = keyword
+    return result
+
+
+def ms(values: list[float]) -> str:
+    return f"{percentile(values, 50):.1f} / {percentile(values, 95):.1f}"
+
+
+async def run(args: argparse.Namespace) -> str:
+    from tests._postgres import fresh_database, postgres_url
+
+    from copines.text import search_terms
+
+    embedder = LocalEmbedder(threads=2)
+    embedder.warm_up()
+    base = units()
+    t0 = time.perf_counter()
+    base_vectors = embed_cached(embedder, [u[2] for u in base], "units")
+    messages = queries(args.queries)
+    qvecs = embed_cached(embedder, messages, "queries")
+    print(
+        f"{len(base)} real embeddings, {len(messages)} queries ({time.perf_counter() - t0:.0f} s)"
+    )
+    terms = [search_terms(m) for m in messages]
+
+    import os
+
+    rows, builds = [], []
+    with fresh_database(postgres_url(os.environ.get("DATABASE_URL"))) as url:
+        settings = Settings(_env_file=None, database_url=url, pg_pool_max_size=2)  # type: ignore[call-arg]
+        store = PostgresStore(url, settings)
+        await store.open()
+        version = ".".join(map(str, store.pgvector_version))
+        try:
+            async with store._tx() as conn:
+                server = (await (await conn.execute("SHOW server_version")).fetchone())[
+                    "server_version"
+                ]
+            loaded = 0
+            for size in sorted(args.sizes):
+                names, owners, texts, vectors = make_chunks(base, base_vectors, size - loaded, size)
+                t1 = time.perf_counter()
+                await load(store, names, owners, texts, vectors, embedder.id)
+                loaded = size
+                async with store._tx() as conn:
+                    await conn.execute("DROP INDEX IF EXISTS copines.document_chunks_embedding_idx")
+                async with store._tx() as conn:
+                    t2 = time.perf_counter()
+                    await store.build_vector_index(conn)
+                build_s = time.perf_counter() - t2
+                async with store._tx() as conn:
+                    await conn.execute("ANALYZE copines.document_chunks")
+                    await conn.execute("ANALYZE copines.documents")
+                print(f"{size} chunks: load {t2 - t1:.0f} s, HNSW build {build_s:.1f} s")
+                builds.append((size, build_s))
+                result = await measure(store, qvecs, terms)
+                rows.append((size, result))
+                for ef, (times, recall) in result["hnsw"].items():
+                    print(f"  ef_search={ef}: {ms(times)} ms, recall@20 {recall:.3f}")
+                print(f"  exact: {ms(result['exact'])} ms; keyword {ms(result['keyword'])} ms")
+                auto_times, auto_recall, plan = result["auto"]
+                print(f"  store plan {plan}: {ms(auto_times)} ms, recall {auto_recall:.3f}")
+        finally:
+            await store.close()
+
+    lines = [
+        f"Machine: {machine()}; Postgres {server}, pgvector {version} (pgserver), "
+        f"{len(base)} real USE embeddings mixed into chunk vectors (512 dims), "
+        f"{len(messages)} real visitor questions x {len(EXPERTS)} experts per figure; "
+        "latency through `PostgresStore` (pool, SET LOCAL, `copines.match_chunks`), top 20, "
+        "owner filter = the expert's + shared chunks.",
+        "",
+        "| chunks | plan | p50 / p95 ms | recall@20 |",
+        "| --- | --- | --- | --- |",
+    ]
+    for size, result in rows:
+        lines.append(f"| {size:,} | exact (no index scan) | {ms(result['exact'])} | 1.000 |")
+        for ef, (times, recall) in result["hnsw"].items():
+            lines.append(f"| {size:,} | HNSW, ef_search={ef} | {ms(times)} | {recall:.3f} |")
+        auto_times, auto_recall, plan = result["auto"]
+        label = "exact" if plan[0] else f"HNSW ef_search={plan[1]}"
+        lines.append(
+            f"| {size:,} | **store default** ({label}) | {ms(auto_times)} | {auto_recall:.3f} |"
+        )
+        lines.append(f"| {size:,} | keyword (French tsvector, GIN) | {ms(result['keyword'])} | |")
+    lines += [
+        "",
+        "HNSW build (m=16, ef_construction=64, maintenance_work_mem 256MB): "
+        + ", ".join(f"{s:,} chunks {b:.1f} s" for s, b in builds)
+        + ".",
+        "",
+        "Targets: search p95 <= 10 ms at 100k chunks with recall@20 >= 0.98. Defaults: exact "
+        f"search up to {Settings(_env_file=None).pg_exact_search_below:,} chunks (an expert's "  # type: ignore[call-arg]
+        "+ shared), else HNSW with ef_search = 200 x (all chunks / the expert's + shared), "
+        "at most 1000 (pgvector < 0.8 filters after the index scan).",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--queries", type=int, default=120)
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args()
+    report = asyncio.run(run(args))
+    print(report)
+    if not args.no_write:
+        update_section("postgres", report)
+
+
+if __name__ == "__main__":
+    main()
