@@ -99,7 +99,7 @@ TURNS = [
         False,
         0.71,
         0.0021,
-        {"route": 12.0, "retrieve": 40.0, "generate": 900.0},
+        {"route": 12.0, "retrieval": 40.0, "generation": 900.0},
         1,
     ),
     (
@@ -111,7 +111,7 @@ TURNS = [
         True,
         0.66,
         0.0043,
-        {"route": 380.0, "retrieve": 55.0, "generate": 1500.0},
+        {"route": 380.0, "retrieval": 55.0, "generation": 1500.0},
         None,
     ),
     (
@@ -123,7 +123,7 @@ TURNS = [
         False,
         0.74,
         0.0018,
-        {"route": 10.0, "retrieve": 35.0, "generate": 700.0},
+        {"route": 10.0, "retrieval": 35.0, "generation": 700.0},
         -1,
     ),
     (
@@ -135,7 +135,7 @@ TURNS = [
         True,
         0.52,
         0.0032,
-        {"route": 420.0, "retrieve": 60.0, "generate": 1200.0},
+        {"route": 420.0, "retrieval": 60.0, "generation": 1200.0},
         -1,
     ),
     (
@@ -147,7 +147,7 @@ TURNS = [
         False,
         0.12,
         0.0005,
-        {"route": 450.0, "retrieve": 30.0},
+        {"route": 450.0, "retrieval": 30.0},
         None,
     ),
 ]

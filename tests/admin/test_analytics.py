@@ -90,7 +90,7 @@ async def test_analytics_equal_the_stored_turns(admin, admin_deps):
         cost_per_day[day] = cost_per_day.get(day, 0.0) + r["cost"]
     assert got["cost_per_day"] == pytest.approx(cost_per_day)
     assert got["cost_per_conversation"] == pytest.approx(total / 5)
-    for step in ("route", "retrieve", "generate"):
+    for step in ("route", "retrieval", "generation"):
         values = [r["timings"][step] for r in rows if step in r["timings"]]
         assert got["latency_ms"][step]["count"] == len(values)
         assert got["latency_ms"][step]["p50"] == nearest_rank(values, 50)

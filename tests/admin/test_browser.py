@@ -27,6 +27,7 @@ ARGS = [
     "--disable-gpu",
     "--disable-background-networking",
     "--disable-component-update",
+    "--lang=fr-FR",
 ]
 pytestmark = pytest.mark.browser
 

@@ -134,7 +134,7 @@ async def test_conversation_transcript_shows_every_answer_detail(admin, admin_de
         "1200 entrée",
         "300 sortie",
         "0.0043 $",
-        "generate",
+        "génération",
         "1500 ms",
         "acheter",
     ):

@@ -71,19 +71,43 @@ class Analytics:
         return self.upsell_turns / self.turns if self.turns else 0.0
 
 
-# Steps shown first, in the order a turn runs them; other recorded steps follow by name.
+# Steps shown first, in the order a turn runs them (copines.turn); others follow by name.
 STEP_ORDER = [
-    "history",
-    "embed",
+    "load",
+    "route_local",
+    "orchestrator",
     "route",
-    "retrieve",
-    "rerank",
-    "generate",
-    "first_token",
+    "retrieval",
+    "generation",
     "postprocess",
     "save",
+    "overhead",
     "total",
 ]
+STEP_LABELS = {
+    "load": "chargement",
+    "route_local": "routage local",
+    "orchestrator": "orchestrateur",
+    "route": "routage",
+    "retrieval": "recherche",
+    "generation": "génération",
+    "postprocess": "post-traitement",
+    "save": "enregistrement",
+    "overhead": "hors modèles",
+    "total": "total",
+}
+
+
+def step_label(step: str) -> str:
+    """A step's French name ("retrieval_audrey" -> "recherche audrey")."""
+    if step in STEP_LABELS:
+        return STEP_LABELS[step]
+    head, _, tail = step.partition("_")
+    return f"{STEP_LABELS.get(head, head)} {tail}".strip()
+
+
+# Recorded with the timings but not a duration the visitor waits for.
+NOT_LATENCY = {"speculative_saved"}
 
 
 def compute(turns: list[Turn], start: date, end: date) -> Analytics:
@@ -116,7 +140,7 @@ def compute(turns: list[Turn], start: date, end: date) -> Analytics:
         result.cost_total += cost
         result.cost_per_day[turn.day] += cost
         for step, ms in (message.timings_ms or {}).items():
-            if isinstance(ms, int | float):
+            if isinstance(ms, int | float) and step not in NOT_LATENCY:
                 timings.setdefault(step, []).append(float(ms))
     result.conversations = len(conversations)
     steps = [s for s in STEP_ORDER if s in timings] + sorted(set(timings) - set(STEP_ORDER))

@@ -10,6 +10,7 @@ from urllib.parse import quote
 from fastapi import Depends, HTTPException, Request
 from fastapi.templating import Jinja2Templates
 
+from copines.admin.analytics import step_label
 from copines.admin.auth import SESSION_COOKIE, Session, admin_token, csrf_ok, read_session
 from copines.deps import Deps
 from copines.experts import ESCALATE, SHARED
@@ -201,4 +202,5 @@ def has_value(value: Any) -> bool:
 
 
 TEMPLATES.env.filters["key"] = key_label
+TEMPLATES.env.filters["step"] = step_label
 TEMPLATES.env.tests["present"] = has_value

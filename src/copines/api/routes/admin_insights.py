@@ -7,7 +7,7 @@ from dataclasses import asdict
 from fastapi import APIRouter, HTTPException, Request
 
 from copines.admin import charts
-from copines.admin.analytics import Analytics, compute
+from copines.admin.analytics import Analytics, compute, step_label
 from copines.admin.turns import UNKNOWN, ConversationSummary, read_turns, summarise
 from copines.api.routes.admin_common import (
     ApiSession,
@@ -196,7 +196,7 @@ def _charts(deps: Deps, figures: Analytics) -> dict:
             title="Signaux d'upsell",
         ),
         "latency": charts.bars(
-            [(f"{lat.step} p95", lat.p95, "#4a90c2") for lat in figures.latency],
+            [(step_label(lat.step), lat.p95, "#4a90c2") for lat in figures.latency],
             title="Latence p95 par étape (ms)",
             fmt=lambda v: f"{v:.0f} ms",
             width=420,
