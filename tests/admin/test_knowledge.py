@@ -7,7 +7,7 @@ import re
 from copines.admin.gaps import cluster, knowledge_gaps
 from copines.admin.turns import read_turns
 from copines.conversations import start_conversation
-from copines.store.base import Feedback, Message
+from copines.store.base import Escalation, Feedback, Message
 from tests.admin.conftest import csrf_of
 
 NEW_DOC = """# Podcast pour praticiennes
@@ -169,10 +169,31 @@ async def test_knowledge_gaps_group_low_score_questions(admin, admin_deps):
     thumbs = [q for g in groups for q in g.questions if q.thumbs_down]
     assert [q.question for q in thumbs] == ["Quel matériel pour enregistrer un podcast ?"]
 
+    # A hand-off the visitor asked for is no knowledge gap; an off-topic one is searched now.
+    for question, rule in (
+        ("Je voudrais parler à quelqu'un de l'agence", "escalate-pattern"),
+        ("Comment déclarer ma TVA en micro-entreprise ?", "off-topic"),
+    ):
+        conversation, _ = await start_conversation(admin_deps.store)
+        await admin_deps.store.add_message(Message(conversation.id, "user", question))
+        answer = await admin_deps.store.add_message(
+            Message(
+                conversation.id,
+                "assistant",
+                "Je transmets.",
+                agent="escalate",
+                meta={"rule": rule, "scores": {"audrey": 0.3, "carole": 0.2}},
+            )
+        )
+        await admin_deps.store.add_escalation(
+            Escalation(conversation.id, "hors champ", message_id=answer, closest_expert="audrey")
+        )
     page = await admin.get("/admin/gaps")
+    assert "quelqu&#39;un de l&#39;agence" not in page.text
+    assert "Comment déclarer ma TVA" in page.text
     assert page.status_code == 200
     for qs in GAP_QUESTIONS.values():
         for question, _, _ in qs:
             assert question.replace("'", "&#39;") in page.text
-    assert "2 sujets" in page.text
+    assert "3 sujets" in page.text
     assert "Comment créer un tunnel ?" not in page.text

@@ -8,7 +8,7 @@ from html import escape
 
 from markupsafe import Markup
 
-FONT = 'font-family="system-ui, sans-serif" font-size="11"'
+FONT = 'font-family="system-ui, sans-serif" font-size="12"'
 
 
 def _nice_max(value: float) -> float:
@@ -94,7 +94,7 @@ def bars(
     vmax = max((v for _, v, _ in items), default=0) or 1
     plot_w = width - label_w - value_w
     parts = [
-        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
+        f'<svg class="chart bars" viewBox="0 0 {width} {height}" role="img" '
         f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
         f"<title>{escape(title)}</title>",
     ]

@@ -18,6 +18,8 @@ LOW_SCORE = 0.45
 SAME_TOPIC = 0.55
 MAX_QUESTIONS = 500
 MAX_READ_TIME_SEARCHES = 100
+# Hand-offs the router made on purpose (a human asked for, billing, partnership): no gap.
+ON_PURPOSE = {"escalate-pattern"}
 
 
 @dataclass
@@ -50,7 +52,11 @@ async def score_escalations(
 ) -> None:
     """Give hand-offs (which keep no retrieval) the best score of their closest expert's base,
     searched now, most recent first."""
-    missing = [t for t in turns if t.escalated and t.expert and t.best_score is None]
+    missing = [
+        t
+        for t in turns
+        if t.escalated and t.expert and t.best_score is None and t.rule not in ON_PURPOSE
+    ]
     for turn in reversed(missing[-limit:]):
         if not turn.question_text.strip():
             continue
@@ -67,6 +73,8 @@ def gap_questions(turns: list[Turn], low_score: float = LOW_SCORE) -> dict[str, 
     out: dict[str, list[GapQuestion]] = {}
     for turn in turns:
         if not turn.expert or not turn.question_text.strip():
+            continue
+        if turn.escalated and turn.rule in ON_PURPOSE:
             continue
         low = turn.best_score is not None and turn.best_score < low_score
         down = turn.feedback == -1

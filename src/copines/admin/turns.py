@@ -110,6 +110,7 @@ class Turn:
     best_score: float | None
     feedback: int | None = None
     score_at_read_time: bool = False  # best_score searched by the console, not by the turn
+    rule: str = ""  # which routing rule decided (the turn's meta)
 
     @property
     def conversation_id(self) -> str:
@@ -178,6 +179,7 @@ def read_turns(
                 loop=_flag(_meta_get([message], "loop")),
                 best_score=best_score(message),
                 feedback=rating.get(message.id or -1),
+                rule=_label(_meta_get([message], "rule")) or "",
             )
         )
     return turns
