@@ -27,6 +27,7 @@ from copines.routing_data import (
     ESCALATE_EXEMPLARS,
     ESCALATE_PATTERNS,
     FOLLOWUP_PATTERNS,
+    SMALL_TALK,
     URGENCY,
 )
 from copines.store.base import Message
@@ -259,7 +260,21 @@ class LocalRouter:
                     rule="escalate-pattern",
                 )
 
-        # 2. Mixed topics: drop what the visitor says can wait, keep what is urgent.
+        # 2. Thanks and greetings: the conversation's expert (or Carole, the entry point) replies.
+        if SMALL_TALK.match(folded.strip()):
+            prev = _last_expert(history, previous_expert)
+            agent = prev if prev in self.experts else min(self.experts, key=_entry_first)
+            return Decision(
+                agent,
+                0.9,
+                primary_need="remerciement ou salutation",
+                reasoning="message de politesse : la conversation continue avec la même experte",
+                scores=_round(scores),
+                clear=True,
+                rule="small-talk",
+            )
+
+        # 3. Mixed topics: drop what the visitor says can wait, keep what is urgent.
         deferred = bool(DEFERRAL.search(folded))
         focus = _urgent_part(message) if deferred or URGENCY.search(folded) else None
         if focus and focus != message:
@@ -273,7 +288,7 @@ class LocalRouter:
         margin = best_score - runner_score
         rule = "semantic"
 
-        # 3. Follow-ups ("et pour l'étape 2 ?"): the message has no topic of its own.
+        # 4. Follow-ups ("et pour l'étape 2 ?"): the message has no topic of its own.
         prev = _last_expert(history, previous_expert)
         short = len(message.split()) <= 12
         followup = prev and (_is_followup(folded, hits) or (short and best_score < self.floor))
@@ -299,7 +314,7 @@ class LocalRouter:
                 rule=rule,
             )
 
-        # 4. Nothing close to either expert, and close to what the agency hands off: escalate.
+        # 5. Nothing close to either expert, and close to what the agency hands off: escalate.
         off_topic = best_score < self.floor and not any(hits.values())
         if off_topic or (scores[ESCALATE] > best_score + 0.05 and not any(hits.values())):
             return Decision(
@@ -313,13 +328,13 @@ class LocalRouter:
                 rule="off-topic",
             )
 
-        # 5. Both topics named and no urgency to choose by: a true 50/50 goes to Carole
+        # 6. Both topics named and no urgency to choose by: a true 50/50 goes to Carole
         # (the creative entry point), by the agency's rule; the orchestrator may still weigh it.
         both = len(hits) > 1 and all(hits.values()) and focus is None
         if both and "carole" in expert_scores and margin < self.fifty_fifty:
             best, rule = "carole", "fifty-fifty"
 
-        # 6. The conversation's expert stays unless the message clearly belongs to another.
+        # 7. The conversation's expert stays unless the message clearly belongs to another.
         kept = False
         if previous_expert in expert_scores and best != previous_expert:
             lead = expert_scores[best] - expert_scores[previous_expert]
@@ -339,7 +354,12 @@ class LocalRouter:
             scores=_round(scores),
             margin=round(margin, 4),
             clear=not both
-            and (margin >= self.margin or (hits.get(best, 0) >= 2 and not hits.get(runner, 0))),
+            and (
+                margin >= self.margin
+                or (
+                    hits.get(best, 0) >= 2 and not hits.get(runner, 0) and margin >= self.margin / 2
+                )
+            ),
             kept_previous=kept,
             rule=rule,
         )
@@ -352,6 +372,11 @@ class LocalRouter:
             w * v for w, v in zip((0.6, 1.0)[-len(vecs) :], vecs, strict=True)
         )
         return normalise(np.asarray(blend, dtype=np.float32)[None, :])[0]
+
+
+def _entry_first(expert_id: str) -> tuple[int, str]:
+    """Carole is the agency's entry point (creation); then the others by id."""
+    return (0 if expert_id == "carole" else 1, expert_id)
 
 
 def _round(scores: dict[str, float]) -> dict[str, float]:

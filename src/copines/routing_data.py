@@ -135,3 +135,10 @@ DEFERRAL = re.compile(
     r"plus tard|(ca|peut|peuvent|pourra|pourront) attendre|attendra|on verra|un jour\b|"
     r"pas grave|pas presse|mois prochain|semaine pro|dans un second temps|passe apres"
 )
+
+# Thanks, greetings and acknowledgements: nothing to route, the conversation's expert replies.
+SMALL_TALK = re.compile(
+    r"^\W*((ok|okay|oki|d.accord|daccord|merci( beaucoup| bien| mille fois)?|super|top|parfait|"
+    r"genial|cool|bonjour|bonsoir|salut|coucou|hello|bonne (journee|soiree)|a bientot|"
+    r"ca marche|entendu|c.est note|tres bien|oui|yes)\W*)+$"
+)

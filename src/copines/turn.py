@@ -97,6 +97,13 @@ class _Turn:
     model_ms: float = 0.0  # time spent waiting on models (excluded from the overhead)
     result: TurnResult | None = None
     stored: bool = False
+    spans: dict[str, list[float]] = field(default_factory=dict)  # step: [start, end] ms
+
+    def span(self, step: str, start: float, end: float) -> None:
+        self.spans[step] = [
+            round((start - self.started) * 1000, 3),
+            round((end - self.started) * 1000, 3),
+        ]
 
     def mark(self, step: str, since: float) -> float:
         now = time.perf_counter()
@@ -127,7 +134,12 @@ class TurnRunner:
             chat = ChatClient.from_settings(settings)
             self._own_chat = True
         self.chat: ChatClient | None = chat
-        self.local_router = LocalRouter(deps.experts, deps.embedder)
+        self.local_router = LocalRouter(
+            deps.experts,
+            deps.embedder,
+            margin=settings.router_margin,
+            switch_margin=settings.router_switch_margin,
+        )
         self.router = Router(
             deps.experts,
             self.local_router,
@@ -224,7 +236,10 @@ class TurnRunner:
             text = handoff_message(decision)
         elif self.chat is None:
             expert = deps.experts[decision.agent]
-            text = self.offline.answer(expert, message, passages)
+            if decision.rule == "small-talk":
+                text = self.offline.small_talk(expert)
+            else:
+                text = self.offline.answer(expert, message, passages)
         else:
             text, model, error = "", "", None
             expert = deps.experts[decision.agent]
@@ -290,22 +305,24 @@ class TurnRunner:
         elif streaming and analysis.loop:
             yield TurnEvent("token", {"text": f"\n\n{ACCOMPANIMENT_NOTE}"})
 
-        # 7. Persistence of the answer, then the escalation and the expert of the conversation.
+        # 7. Persistence of the answer (its stored timings stop where the write starts), then
+        # the escalation and the expert of the conversation.
+        self._close_timings(turn)
         result = await self._save(turn, text, model, sources, analysis, error)
-        t = turn.mark("save", t)
-        result.timings_ms = dict(turn.timings)
+        turn.mark("save", t)
         if error is not None:
-            yield TurnEvent(
-                "error",
-                {"message": APOLOGY, "retryable": True},
-            )
+            yield TurnEvent("error", {"message": APOLOGY, "retryable": True})
         # 8. The response.
-        turn.timings["total"] = round((time.perf_counter() - turn.started) * 1000, 3)
-        turn.timings["overhead"] = round(max(turn.timings["total"] - turn.model_ms, 0.0), 3)
+        self._close_timings(turn)
         result.timings_ms = dict(turn.timings)
         turn.result = result
         self._log(turn, result, analysis)
         yield TurnEvent("done", result.to_public())
+
+    @staticmethod
+    def _close_timings(turn: _Turn) -> None:
+        turn.timings["total"] = round((time.perf_counter() - turn.started) * 1000, 3)
+        turn.timings["overhead"] = round(max(turn.timings["total"] - turn.model_ms, 0.0), 3)
 
     def _validate(self, message: str) -> str:
         if not isinstance(message, str) or not message.strip():
@@ -331,7 +348,7 @@ class TurnRunner:
         if not self.router.needs_orchestrator(local):
             turn.decision = finish(local, turn.previous_expert)
             turn.timings["route"] = turn.timings["route_local"]
-            if not turn.decision.escalated:
+            if not turn.decision.escalated and turn.decision.rule != "small-talk":
                 query, vector = self._retrieval_query(turn)
                 turn.retrieval = await deps.retriever.search(
                     turn.decision.agent, query, vector=vector
@@ -343,13 +360,17 @@ class TurnRunner:
         async def timed_orchestrator() -> tuple[Decision, dict]:
             s = time.perf_counter()
             out = await self.router.ask_orchestrator(turn.message, turn.history, local)
-            turn.timings["orchestrator"] = round((time.perf_counter() - s) * 1000, 3)
+            e = time.perf_counter()
+            turn.timings["orchestrator"] = round((e - s) * 1000, 3)
+            turn.span("orchestrator", s, e)
             return out
 
         async def timed_search(expert: str) -> RetrievalResult:
             s = time.perf_counter()
             out = await deps.retriever.search(expert, turn.message, vector=turn.vector)
-            turn.timings[f"retrieval_{expert}"] = round((time.perf_counter() - s) * 1000, 3)
+            e = time.perf_counter()
+            turn.timings[f"retrieval_{expert}"] = round((e - s) * 1000, 3)
+            turn.span(f"retrieval_{expert}", s, e)
             return out
 
         experts = list(deps.experts)
@@ -431,6 +452,7 @@ class TurnRunner:
             "loop": analysis.loop,
             "loop_similarity": analysis.loop_similarity,
             "fell_back": bool(turn.chat and turn.chat.fell_back),
+            "spans": turn.spans,
             "error": error,
         }
         answer = Message(

@@ -44,7 +44,7 @@ def _overlap(terms: set[str], sentence: str) -> float:
 def _voice(expert: Expert) -> tuple[bool, bool]:
     """(numbered steps, emojis), read from the expert's style rules."""
     rules = fold(" ".join(expert.style_rules + expert.persona))
-    return ("numerot" in rules or "etapes" in rules), ("emoji" in rules)
+    return ("numerot" in rules), ("emoji" in rules)
 
 
 class OfflineResponder:
@@ -75,6 +75,15 @@ class OfflineResponder:
         order = {id(p): r for r, p in enumerate(passages)}
         kept.sort(key=lambda c: (order.get(id(c[3]), 9), c[1]))
         return [(sentence, passage) for _, _, sentence, passage in kept]
+
+    def small_talk(self, expert: Expert) -> str:
+        """A short, warm reply to thanks or a greeting."""
+        _, emojis = _voice(expert)
+        topics = ", ".join(expert.tags[:3]) if expert.tags else expert.title.lower()
+        return (
+            f"Avec plaisir{' ✨' if emojis else ''} ! Si tu as une question ({topics}...), "
+            f"écris-la-moi : je suis {expert.name} et je suis là pour t'aider."
+        )
 
     def answer(self, expert: Expert, question: str, passages: list[Passage]) -> str:
         """The offline answer (French, "tu"), citing its sources."""
