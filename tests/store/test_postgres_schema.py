@@ -85,7 +85,8 @@ async def test_workers_starting_together_migrate_once(pg_url: str) -> None:
 def test_migrate_command(pg_url: str, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COPINES_")}
     env.update(DATABASE_URL=pg_url, COPINES_DATA_DIR=str(tmp_path))
-    command = [sys.executable, "-m", "copines.cli", "migrate"]
+    copines = Path(sys.executable).with_name("copines")  # the installed command
+    command = [str(copines) if copines.exists() else "copines", "migrate"]
     first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert first.returncode == 0, first.stderr
     assert "applied  0001_knowledge" in first.stdout
