@@ -176,3 +176,11 @@ def test_serve_refuses_a_placeholder_token_on_a_public_address(monkeypatch, tmp_
         get_settings.cache_clear()
     assert result.exit_code != 0
     assert "COPINES_ADMIN_TOKEN" in result.output
+
+
+async def test_pages_cannot_be_framed_or_cached(client, admin):
+    for path in ("/admin/login", "/admin/escalations"):
+        response = await admin.get(path)
+        assert response.headers["x-frame-options"] == "DENY"
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+        assert response.headers["cache-control"] == "no-store"

@@ -17,6 +17,17 @@ from copines.experts import ESCALATE, SHARED
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent.parent / "templates"))
 
+# Console pages run no script, load nothing from elsewhere and may not be framed.
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
 OWNER_LABELS = {SHARED: "Commun", ESCALATE: "Équipe (escalade)", "inconnu": "Inconnu"}
 NEUTRAL = "#8a8194"
 
@@ -86,7 +97,7 @@ def render(request: Request, template: str, session: Session | None, **context: 
             "owner_color": lambda o: owner_color(deps, o),
             **context,
         },
-        headers={"Cache-Control": "no-store"},
+        headers=PAGE_HEADERS,
     )
 
 
