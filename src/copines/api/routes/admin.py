@@ -9,6 +9,7 @@ import asyncio
 import secrets
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse
@@ -95,7 +96,8 @@ async def create_session(
         raise HTTPException(status_code=403, detail="jeton CSRF manquant ou invalide")
     if expected is None or not tokens_match(token, expected):
         await asyncio.sleep(0.5)  # slows guessing; the token itself must be long and random
-        return RedirectResponse(f"/admin/login?error=1&next={_safe_next(next)}", status_code=303)
+        target = quote(_safe_next(next), safe="")
+        return RedirectResponse(f"/admin/login?error=1&next={target}", status_code=303)
     _, value = new_session(expected)
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.set_cookie(
