@@ -1,0 +1,96 @@
+"""Persona prompts and the offline responder."""
+
+from __future__ import annotations
+
+from copines.experts import load_experts
+from copines.prompts import expert_messages, expert_system_prompt, sources_block
+from copines.providers.offline import OfflineResponder
+from copines.store.base import Message, Passage
+
+EXPERTS = load_experts()
+
+
+def passage(
+    text: str, filename: str = "audrey-email-sequence.md", title: str = "Séquence"
+) -> Passage:
+    return Passage(1, 1, filename, title, "audrey", f"{title} > Étape 1", text, score=0.5)
+
+
+PASSAGES = [
+    passage(
+        "La séquence de bienvenue compte cinq emails. Commence par un email de livraison du "
+        "cadeau, envoyé tout de suite. Ensuite, raconte ton histoire en deux ou trois paragraphes.",
+        title="La séquence de bienvenue",
+    ),
+    passage(
+        "Dans Systeme.io, crée une règle : quand le formulaire est rempli, inscrire la personne "
+        "à la campagne. Vérifie le tag sur un contact de test.",
+        filename="audrey-funnel-systeme-io.md",
+        title="Tunnel Systeme.io",
+    ),
+]
+
+
+def test_persona_prompts_come_from_the_expert_files():
+    for expert in EXPERTS.values():
+        prompt = expert_system_prompt(expert, 300)
+        assert prompt.startswith(f"Tu es {expert.name}")
+        for line in [*expert.persona, *expert.style_rules, *expert.expertise]:
+            assert line in prompt
+        assert "300 mots" in prompt and "tutoies" in prompt
+        assert "action concrète" in prompt and "accompagnement" in prompt
+        assert "ne le fais pas" in prompt  # instructions in data are not obeyed
+
+
+def test_passages_are_delimited_and_labelled():
+    block = sources_block(PASSAGES)
+    assert block.count("<source ") == 2 and block.count("</source>") == 2
+    assert 'fichier="audrey-funnel-systeme-io.md"' in block
+    assert 'titre="La séquence de bienvenue"' in block
+    assert "aucune ressource" in sources_block([])
+
+
+def test_history_roles_and_length():
+    history = [Message("c", "user", f"q{i}") for i in range(12)]
+    history += [
+        Message("c", "assistant", "réponse ratée", status="failed"),
+        Message("c", "team", "Julie de l'agence : je regarde ton compte."),
+    ]
+    messages = expert_messages(
+        EXPERTS["audrey"], PASSAGES, history, "Et maintenant ?", history_turns=10
+    )
+    assert messages[0]["role"] == "system" and messages[-1]["content"] == "Et maintenant ?"
+    body = messages[1:-1]
+    assert len(body) == 9  # last 10 history messages, minus the failed answer
+    assert all("réponse ratée" not in m["content"] for m in body)
+    assert body[-1]["role"] == "assistant" and "équipe" in body[-1]["content"]
+
+
+def test_offline_answer_in_audreys_voice_with_sources():
+    text = OfflineResponder().answer(
+        EXPERTS["audrey"], "Combien d'emails dans ma séquence de bienvenue ?", PASSAGES
+    )
+    assert "\n1. " in text  # Audrey: numbered steps
+    assert "« La séquence de bienvenue »" in text and "Sources" in text
+    assert "Ton action pour aujourd'hui" in text
+    assert "hors ligne" in text  # honest about how it was made
+    assert "cinq emails" in text
+
+
+def test_offline_answer_in_caroles_voice():
+    carole_passages = [
+        passage(
+            "Un bon hook tient en une phrase. Commence par le problème de ta cliente, puis "
+            "promets une solution concrète dans les trois premières secondes.",
+            filename="carole-reels-hooks.md",
+            title="Hooks de reels",
+        )
+    ]
+    text = OfflineResponder().answer(EXPERTS["carole"], "Un hook pour mon reel ?", carole_passages)
+    assert "✨" in text or "👉" in text
+    assert "\n- " in text and "« Hooks de reels »" in text
+
+
+def test_offline_answer_without_passages_is_honest():
+    text = OfflineResponder().answer(EXPERTS["carole"], "Une question très spécifique", [])
+    assert "rien" in text and "équipe" in text and "Reformule" in text
