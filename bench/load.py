@@ -1,0 +1,449 @@
+"""Load benchmark of the public API: one `copines serve` worker on 127.0.0.1, fake models.
+
+    python bench/load.py                  # both phases, then docs/benchmarks.md (section "load")
+    python bench/load.py --conversations 100 --no-write
+
+Phase 1: N conversations start at once over POST /api/chat/stream while the fake model takes
+`--model-seconds` to answer: end-to-end latency per conversation, and the time to the first
+streamed token minus the fake model's own time to answer (what the service adds).
+Phase 2: requests per second of POST /api/chat with an instant fake model, from `--concurrency`
+clients for `--seconds` (each client continues its conversation with its token).
+
+The server runs as its own process (one uvicorn worker); the client is raw aiohttp (httpx's pool
+adds seconds at 500 concurrent requests); the fake models run in this process on threads. Rate
+limits are raised through settings. Embeddings: `--embedder openai` (default) uses the fake
+OpenAI-compatible embeddings server, as in production; `--embedder local` uses the bundled USE
+model inside the worker, where each distinct message costs CPU (see `--distinct`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from tests.fakes.openai_chat import FakeChat, Reply  # noqa: E402
+from tests.fakes.openai_embeddings import FakeOpenAIEmbeddings  # noqa: E402
+
+from _report import machine, percentile, update_section  # noqa: E402
+
+ANSWER = (
+    "Une séquence de bienvenue, c'est l'accueil de ton cabinet en version email. "
+    "1. Le premier email remercie et livre le cadeau promis. 2. Le deuxième raconte ton "
+    "histoire et pourquoi tu fais ce métier. 3. Le troisième partage un conseil concret. "
+    "4. Le quatrième invite à un appel découverte. Aujourd'hui, écris juste l'objet du premier."
+)
+ORCHESTRATOR = json.dumps(
+    {
+        "agent": "audrey",
+        "confidence": 0.9,
+        "primary_need": "séquence email",
+        "secondary_needs": [],
+        "reasoning": "Email marketing.",
+    }
+)
+PROFESSIONS = [
+    "naturopathe", "sophrologue", "coach de vie", "kinésiologue", "doula", "réflexologue",
+    "professeure de yoga", "hypnothérapeute", "diététicienne", "masseuse", "praticienne en EFT",
+    "coach en nutrition", "art-thérapeute", "psychopraticienne", "énergéticienne",
+    "coach parentale", "ostéopathe", "professeure de pilates", "aromathérapeute", "coach sportive",
+]  # fmt: skip
+TOPICS = [
+    "créer un tunnel de vente pour mon programme",
+    "écrire ma séquence d'emails de bienvenue",
+    "choisir entre Systeme.io et Kajabi",
+    "automatiser la prise de rendez-vous",
+    "trouver des idées de reels",
+    "écrire un bon hook pour un reel",
+    "planifier mon calendrier éditorial",
+    "raconter mon histoire sur Instagram",
+    "améliorer le taux d'ouverture de mes emails",
+    "faire un lead magnet qui convertit",
+    "rédiger la bio de mon profil Instagram",
+    "créer un carrousel qui engage",
+    "segmenter ma liste dans ActiveCampaign",
+    "connecter mon formulaire à Zapier",
+    "suivre mes conversions avec des UTM",
+    "trouver mon identité visuelle",
+    "animer ma communauté en stories",
+    "vendre un tripwire après mon lead magnet",
+    "sortir de la page blanche",
+    "mesurer la croissance de mon compte",
+    "relancer les personnes qui n'ont pas acheté",
+    "écrire des légendes qui donnent envie",
+    "construire ma page de vente",
+    "tester deux versions de ma page de capture",
+    "publier régulièrement sans m'épuiser",
+]
+
+
+def _fakes_main(conn, with_embeddings: bool) -> None:
+    """Child process: the fake chat model (and embeddings), driven over a pipe."""
+    emb = FakeOpenAIEmbeddings().start() if with_embeddings else None
+    with FakeChat() as chat:
+        chat.default("orch", Reply(ORCHESTRATOR))
+        chat.default("fallback", Reply(ANSWER))
+        chat.default("expert", Reply(ANSWER))
+        conn.send({"chat": chat.url, "embeddings": emb.url if emb else None,
+                   "embeddings_key": emb.api_key if emb else None})  # fmt: skip
+        while True:
+            command, *rest = conn.recv()
+            if command == "expert_delay":
+                chat.default("expert", Reply(ANSWER, delay=rest[0]))
+                chat.requests.clear()
+                conn.send(True)
+            elif command == "expert_times":
+                conn.send([r.ended - r.started for r in chat.for_model("expert") if r.ended])
+            else:
+                break
+    if emb is not None:
+        emb.stop()
+    conn.send(True)
+
+
+class Fakes:
+    """The fake models in their own process, so they do not share the client's interpreter
+    (time.perf_counter is the system's monotonic clock, comparable across processes)."""
+
+    def __init__(self, with_embeddings: bool):
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=_fakes_main, args=(child, with_embeddings))
+        self._process.start()
+        self.urls = self._conn.recv()
+
+    def expert_delay(self, seconds: float) -> None:
+        self._conn.send(("expert_delay", seconds))
+        self._conn.recv()
+
+    def expert_times(self) -> list[float]:
+        self._conn.send(("expert_times",))
+        return self._conn.recv()
+
+    def close(self) -> None:
+        self._conn.send(("stop",))
+        self._conn.recv()
+        self._process.join(10)
+
+
+def questions(n: int, distinct: int) -> list[str]:
+    """`n` visitor questions, `distinct` of them different (the rest repeat them)."""
+    pool = [f"Je suis {p}, comment {t} ?" for t in TOPICS for p in PROFESSIONS]
+    pool = pool[: max(1, min(distinct, len(pool)))]
+    return [pool[i % len(pool)] for i in range(n)]
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    total: float = 0.0
+    first_token: float | None = None
+    tokens: int = 0
+    error: str = ""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def one_stream(session: aiohttp.ClientSession, url: str, message: str) -> Outcome:
+    """One conversation's first message over SSE; times to the first token and to `done`."""
+    start = time.perf_counter()
+    first: float | None = None
+    tokens = 0
+    event = ""
+    try:
+        async with session.post(f"{url}/api/chat/stream", json={"message": message}) as response:
+            if response.status != 200:
+                return Outcome(False, error=f"HTTP {response.status}")
+            async for raw in response.content:
+                line = raw.decode("utf-8").rstrip("\r\n")
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:"):
+                    if event == "token":
+                        tokens += 1
+                        if first is None:
+                            first = time.perf_counter() - start
+                    elif event == "error":
+                        return Outcome(False, error=json.loads(line[5:]).get("message", "error"))
+                    elif event == "done":
+                        done = json.loads(line[5:])
+                        if done.get("error"):
+                            return Outcome(False, error=done["error"])
+                        return Outcome(True, time.perf_counter() - start, first, tokens)
+        return Outcome(False, error="stream ended without done")
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        return Outcome(False, error=f"{type(exc).__name__}: {exc}")
+
+
+async def concurrent_streams(url: str, messages: list[str]) -> tuple[list[Outcome], float]:
+    connector = aiohttp.TCPConnector(limit=0, force_close=True)
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        started = time.perf_counter()
+        outcomes = await asyncio.gather(*(one_stream(session, url, m) for m in messages))
+        return list(outcomes), time.perf_counter() - started
+
+
+async def chat_throughput(
+    url: str, messages: list[str], concurrency: int, seconds: float
+) -> tuple[int, list[float], list[str], float]:
+    """Clients posting to /api/chat back to back; each continues its conversation for 5 turns."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    deadline = time.perf_counter() + seconds
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=60)
+
+    async def client(number: int) -> None:
+        conversation: dict | None = None
+        turn = 0
+        while time.perf_counter() < deadline:
+            body: dict = {"message": messages[(number * 7 + turn) % len(messages)]}
+            headers = {}
+            if conversation and turn % 5:
+                body["conversation_id"] = conversation["conversation_id"]
+                headers["X-Conversation-Token"] = conversation["token"]
+            start = time.perf_counter()
+            try:
+                async with session.post(f"{url}/api/chat", json=body, headers=headers) as resp:
+                    data = await resp.json()
+                    if resp.status != 200:
+                        errors.append(f"HTTP {resp.status}")
+                        continue
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                errors.append(type(exc).__name__)
+                continue
+            latencies.append(time.perf_counter() - start)
+            if data.get("token"):
+                conversation = data
+            turn += 1
+
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(i) for i in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return len(latencies), latencies, errors, elapsed
+
+
+def server_env(args: argparse.Namespace, workdir: Path, fakes: Fakes) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("COPINES_")
+        and k not in {"DATABASE_URL", "REDIS_URL", "OPENROUTER_API_KEY", "OPENAI_API_KEY"}
+    }
+    env.update(
+        DATABASE_URL=f"sqlite:///{workdir / 'load.db'}",
+        COPINES_DATA_DIR=str(workdir),
+        OPENROUTER_API_KEY="sk-bench",
+        COPINES_LLM_BASE_URL=fakes.urls["chat"],
+        COPINES_ORCHESTRATOR_MODEL="orch",
+        COPINES_EXPERT_MODEL="expert",
+        COPINES_FALLBACK_MODEL="fallback",
+        COPINES_LLM_RETRIES="0",
+        COPINES_LLM_READ_TIMEOUT="60",
+        COPINES_RATE_PER_MINUTE="100000000",
+        COPINES_RATE_PER_DAY_IP="100000000",
+        COPINES_RATE_NEW_CONVERSATIONS_PER_HOUR="100000000",
+    )
+    if fakes.urls["embeddings"]:
+        env.update(
+            COPINES_EMBEDDER="openai",
+            OPENAI_API_KEY=fakes.urls["embeddings_key"],
+            COPINES_EMBEDDINGS_BASE_URL=fakes.urls["embeddings"],
+            COPINES_EMBEDDINGS_DIMENSIONS="512",
+        )
+    else:
+        env.update(COPINES_EMBEDDER="local")
+    return env
+
+
+def copines(*args: str) -> list[str]:
+    exe = Path(sys.executable).with_name("copines")
+    return [str(exe), *args] if exe.exists() else [sys.executable, "-m", "copines.cli", *args]
+
+
+def wait_ready(url: str, process: subprocess.Popen, log: Path) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the server stopped:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit("the server did not become ready within 180 s")
+
+
+def step_means(url: str) -> dict[str, float]:
+    """Mean seconds per turn step, from the server's Prometheus histograms."""
+    import re
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    sums = dict(re.findall(r'copines_turn_step_seconds_sum\{step="(\w+)"\} ([0-9.e+-]+)', text))
+    counts = dict(re.findall(r'copines_turn_step_seconds_count\{step="(\w+)"\} ([0-9.e+-]+)', text))
+    return {k: float(sums[k]) / float(counts[k]) for k in sums if float(counts.get(k, 0))}
+
+
+def summary(values: list[float]) -> tuple[float, float, float]:
+    return percentile(values, 50), percentile(values, 95), max(values) if values else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--conversations", type=int, default=500)
+    parser.add_argument("--model-seconds", type=float, default=2.0)
+    parser.add_argument("--distinct", type=int, default=500, help="distinct questions among them")
+    parser.add_argument("--embedder", choices=["openai", "local"], default="openai")
+    parser.add_argument("--concurrency", type=int, default=32, help="phase 2 clients")
+    parser.add_argument("--seconds", type=float, default=10.0, help="phase 2 duration")
+    parser.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
+    args = parser.parse_args()
+    if not 1 <= args.conversations <= 2000 or not 1 <= args.concurrency <= 500:
+        raise SystemExit("bounded: 1..2000 conversations, 1..500 clients")
+
+    fakes = Fakes(with_embeddings=args.embedder == "openai")
+    try:
+        with tempfile.TemporaryDirectory(prefix="copines-load-") as tmp:
+            workdir = Path(tmp)
+            env = server_env(args, workdir, fakes)
+            log = workdir / "server.log"
+            print("ingesting the sample knowledge…", file=sys.stderr)
+            subprocess.run(
+                copines("ingest", str(ROOT / "examples" / "knowledge"), "--json"),
+                env=env, cwd=workdir, check=True, stdout=subprocess.DEVNULL,
+            )  # fmt: skip
+            port = free_port()
+            url = f"http://127.0.0.1:{port}"
+            with log.open("w") as out:
+                server = subprocess.Popen(
+                    copines("serve", "--port", str(port), "--log-level", "warning"),
+                    env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT,
+                )  # fmt: skip
+            try:
+                wait_ready(url, server, log)
+                report = run_phases(args, url, fakes)
+            finally:
+                server.terminate()
+                try:
+                    server.wait(30)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+                    server.wait()
+    finally:
+        fakes.close()
+    print(report)
+    if not args.no_write:
+        update_section("load", report)
+        print("docs/benchmarks.md updated (section load)", file=sys.stderr)
+
+
+def run_phases(args: argparse.Namespace, url: str, fakes: Fakes) -> str:
+    # Warm-up: a few turns so the first measured ones do not pay for imports and caches.
+    asyncio.run(concurrent_streams(url, questions(8, 8)))
+
+    # Phase 1: N conversations at once, the model taking `model_seconds`.
+    fakes.expert_delay(args.model_seconds)
+    messages = questions(args.conversations, args.distinct)
+    print(f"phase 1: {len(messages)} concurrent conversations…", file=sys.stderr)
+    outcomes, wall = asyncio.run(concurrent_streams(url, messages))
+    ok = [o for o in outcomes if o.ok]
+    errors = [o.error for o in outcomes if not o.ok]
+    totals = [o.total for o in ok]
+    firsts = [o.first_token for o in ok if o.first_token is not None]
+    model_own = fakes.expert_times()
+    e2e = summary(totals)
+    ttft = summary(firsts)
+    own = summary(model_own)
+    beyond = ttft[1] - own[1]
+    steps = step_means(url)
+    print(
+        "server mean per step (cumulative, ms):",
+        {k: round(v * 1000) for k, v in steps.items()},
+        file=sys.stderr,
+    )
+
+    # Phase 2: /api/chat throughput with an instant model.
+    fakes.expert_delay(0.0)
+    print(
+        f"phase 2: /api/chat, {args.concurrency} clients for {args.seconds:.0f} s…", file=sys.stderr
+    )
+    count, latencies, chat_errors, elapsed = asyncio.run(
+        chat_throughput(url, questions(500, args.distinct), args.concurrency, args.seconds)
+    )
+    rps = count / elapsed if elapsed else 0.0
+    lat = summary(latencies)
+
+    def ms(value: float) -> str:
+        return f"{value * 1000:.0f} ms"
+
+    def verdict(good: bool) -> str:
+        return "met" if good else "**missed**"
+
+    e2e_target = args.model_seconds + 0.4
+    distinct = min(args.distinct, args.conversations)
+    embedder = (
+        "OpenAI-compatible embeddings (fake server, as in production)"
+        if args.embedder == "openai"
+        else "bundled USE model, in the worker"
+    )
+    error_note = f" ({'; '.join(sorted(set(errors))[:3])})" if errors else ""
+    lines = [
+        f"Machine: {machine()}. One `copines serve` worker (uvicorn), SQLite store, {embedder}; "
+        f"client: aiohttp on 127.0.0.1; fake models in a process of their own. "
+        f"Command: `python bench/load.py --conversations {args.conversations} "
+        f"--model-seconds {args.model_seconds:g} --distinct {args.distinct} --embedder {args.embedder}`.",
+        "",
+        f"**Phase 1**: {args.conversations} conversations start at once ({distinct} distinct "
+        f"questions), over `POST /api/chat/stream`; the fake model answers in "
+        f"{args.model_seconds:g} s. Wall time {wall:.2f} s.",
+        "",
+        "| measure | p50 | p95 | max | target | |",
+        "| --- | --- | --- | --- | --- | --- |",
+        f"| end to end (request to `done`) | {ms(e2e[0])} | {ms(e2e[1])} | {ms(e2e[2])} | "
+        f"p95 <= {ms(e2e_target)} | {verdict(e2e[1] <= e2e_target and not errors)} |",
+        f"| first streamed token | {ms(ttft[0])} | {ms(ttft[1])} | {ms(ttft[2])} | | |",
+        f"| the fake model's own answer time | {ms(own[0])} | {ms(own[1])} | {ms(own[2])} | | |",
+        f"| first token beyond the model's own p95 | | {ms(beyond)} | | <= 50 ms | "
+        f"{verdict(beyond <= 0.05)} |",
+        "",
+        f"Errors: {len(errors)} of {len(outcomes)}{error_note}.",
+        "",
+        f"**Phase 2**: `POST /api/chat` with an instant fake model, {args.concurrency} clients "
+        f"back to back for {elapsed:.1f} s (each continues its conversation for 5 turns): "
+        f"**{rps:.0f} requests/s**, latency p50 {ms(lat[0])}, p95 {ms(lat[1])}; "
+        f"{len(chat_errors)} errors.",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
