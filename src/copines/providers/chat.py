@@ -122,7 +122,11 @@ class ChatClient:
         if title:
             self._headers["X-Title"] = title
         self._timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
-        self._client = httpx.AsyncClient(timeout=self._timeout)
+        # One connection per streamed answer: httpx's default pool (100) would queue the rest.
+        self._client = httpx.AsyncClient(
+            timeout=self._timeout,
+            limits=httpx.Limits(max_connections=2000, max_keepalive_connections=200),
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ChatClient:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import replace
+from functools import lru_cache
 
 import httpx
 
@@ -30,6 +31,13 @@ class Reranker(ABC):
         """Release network clients, if any."""
 
 
+@lru_cache(maxsize=16384)
+def _stems(text: str) -> frozenset[str]:
+    """A passage's stems; cached because the same passages come back query after query, and
+    folding them costs milliseconds on the event loop."""
+    return frozenset(stem(w) for w in words(text))
+
+
 class LocalReranker(Reranker):
     """Blends the dense similarity with how much of the question the passage covers.
 
@@ -47,7 +55,7 @@ class LocalReranker(Reranker):
     def _coverage(terms: set[str], text: str) -> float:
         if not terms:
             return 0.0
-        stems = {stem(w) for w in words(text)}
+        stems = _stems(text)
         return sum(1 for t in terms if t in stems) / len(terms)
 
     async def rerank(self, query: str, passages: list[Passage], top_n: int) -> list[Passage]:
