@@ -85,11 +85,11 @@ def bars(
     *,
     title: str,
     fmt: Callable[[float], str] = lambda v: f"{v:g}",
-    width: int = 320,
+    width: int = 260,
     row: int = 24,
 ) -> Markup:
     """Horizontal bars, one per (label, value, colour), with the value printed at the end."""
-    label_w, value_w = 110, 60
+    label_w, value_w = 96, 52
     height = max(row * len(items), row) + 8
     vmax = max((v for _, v, _ in items), default=0) or 1
     plot_w = width - label_w - value_w

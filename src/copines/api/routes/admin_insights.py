@@ -199,7 +199,7 @@ def _charts(deps: Deps, figures: Analytics) -> dict:
             [(step_label(lat.step), lat.p95, "#4a90c2") for lat in figures.latency],
             title="Latence p95 par étape (ms)",
             fmt=lambda v: f"{v:.0f} ms",
-            width=420,
+            width=380,
         ),
     }
 
