@@ -23,10 +23,16 @@ def test_health_and_readiness(client: httpx.Client):
 def test_metrics_are_prometheus_text(client: httpx.Client):
     client.post("/api/chat", json={"message": "Comment créer un tunnel de vente ?"})
     client.post("/api/chat", json={"message": ""})
-    response = client.get("/metrics")
-    assert response.status_code == 200
+    # /api/chat feeds the metrics just after answering: give it a moment.
+    deadline = time.monotonic() + 5
+    while True:
+        response = client.get("/metrics")
+        assert response.status_code == 200
+        text = response.text
+        if "copines_turns_total{" in text or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert response.headers["content-type"].startswith("text/plain")
-    text = response.text
     assert re.search(r'copines_turns_total\{expert="\w+",router="\w+"\} 1\.0', text)
     assert 'copines_turn_step_seconds_bucket{le="0.005",step="total"}' in text
     assert 'copines_http_errors_total{status="422"} 1.0' in text

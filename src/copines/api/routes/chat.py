@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, BackgroundTasks, HTTPException
 from fastapi.responses import StreamingResponse
 
 from copines.api.deps import (
@@ -21,6 +21,7 @@ from copines.api.deps import (
     TurnsDep,
 )
 from copines.api.guards import clean_message
+from copines.api.metrics import Metrics
 from copines.api.schemas import ChatCreate, ChatPublic, ErrorPublic
 from copines.conversations import hash_token, open_conversation, start_conversation
 from copines.deps import Deps
@@ -106,21 +107,25 @@ def public_turn(result_public: dict[str, Any], opened: Opened, deps: Deps) -> di
     return payload
 
 
-async def usage_of(deps: Deps, message_id: int | None) -> dict[str, Any] | None:
-    """Tokens and cost of a stored answer, for the metrics."""
-    if message_id is None:
-        return None
+async def record_turn(metrics: Metrics, deps: Deps, payload: dict[str, Any]) -> None:
+    """Feed the metrics, with the tokens and cost stored with the answer (read after the
+    visitor has her answer, so it never delays it)."""
+    usage = None
     try:
-        stored = await deps.store.get_message(message_id)
+        stored = (
+            await deps.store.get_message(payload["message_id"])
+            if payload.get("message_id")
+            else None
+        )
+        if stored is not None:
+            usage = {
+                "prompt_tokens": stored.prompt_tokens,
+                "completion_tokens": stored.completion_tokens,
+                "cost_usd": stored.cost_usd,
+            }
     except Exception:  # metrics must never fail a turn
-        return None
-    if stored is None:
-        return None
-    return {
-        "prompt_tokens": stored.prompt_tokens,
-        "completion_tokens": stored.completion_tokens,
-        "cost_usd": stored.cost_usd,
-    }
+        log.warning("metrics: could not read the usage of message %s", payload.get("message_id"))
+    metrics.record_turn(payload, usage)
 
 
 @router.post("/chat", response_model=ChatPublic, responses=REFUSALS)
@@ -131,6 +136,7 @@ async def create_chat(
     limits: LimitsDep,
     metrics: MetricsDep,
     ip: ClientIP,
+    background: BackgroundTasks,
     x_conversation_token: TokenHeader = None,
 ) -> dict[str, Any]:
     """Send a message and get the whole answer (starts a conversation when none is given)."""
@@ -141,7 +147,7 @@ async def create_chat(
     finally:
         metrics.in_flight.dec()
     payload = public_turn(result.to_public(), opened, deps)
-    metrics.record_turn(payload, await usage_of(deps, result.message_id))
+    background.add_task(record_turn, metrics, deps, payload)
     return payload
 
 
@@ -190,9 +196,9 @@ async def create_chat_stream(
                     metrics.first_token_seconds.observe(time.perf_counter() - started)
                 elif event.event == "done":
                     data = public_turn(data, opened, deps)
-                    metrics.record_turn(data, await usage_of(deps, data.get("message_id")))
-                elif event.event == "error":
-                    metrics.turn_errors.labels(kind="stream").inc()
+                    yield sse("done", data)
+                    await record_turn(metrics, deps, data)
+                    continue
                 yield sse(event.event, data)
         except StoreBusyError:
             metrics.turn_errors.labels(kind="store_busy").inc()
