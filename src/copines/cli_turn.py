@@ -10,7 +10,6 @@ from typing import Any
 
 import click
 
-from copines.cli import console, emit_json, out, run
 from copines.deps import Deps
 from copines.experts import ESCALATE
 from copines.postprocess import analyze
@@ -188,6 +187,8 @@ async def evaluate(
 
 def register(main: click.Group) -> None:
     """Add the turn's commands to the CLI."""
+    # Imported here: copines.cli imports this module to register it.
+    from copines.cli import console, emit_json, out, run
 
     @main.command()
     @click.argument("message", required=False)
