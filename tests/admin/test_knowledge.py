@@ -130,6 +130,7 @@ async def _seed_gaps(deps):
         for question, best, rating in questions:
             conversation, _ = await start_conversation(deps.store)
             await deps.store.add_message(Message(conversation.id, "user", question))
+            near = "audrey-automation-zapier.md" if "factur" in question else None
             answer_id = await deps.store.add_message(
                 Message(
                     conversation.id,
@@ -137,6 +138,7 @@ async def _seed_gaps(deps):
                     "…",
                     agent="audrey",
                     router="local",
+                    sources=[{"filename": near, "score": best}] if near else [],
                     meta={"retrieval": {"best_score": best}},
                 )
             )
@@ -196,4 +198,6 @@ async def test_knowledge_gaps_group_low_score_questions(admin, admin_deps):
         for question, _, _ in qs:
             assert question.replace("'", "&#39;") in page.text
     assert "3 sujets" in page.text
+    assert "<code>audrey-automation-zapier.md</code> (3)" in page.text  # extend it
+    assert "Aucun document n'a servi" in page.text  # the podcast: a new document
     assert "Comment créer un tunnel ?" not in page.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,6 +32,7 @@ class GapQuestion:
     thumbs_down: bool
     escalated: bool
     searched_now: bool = False
+    closest_document: str | None = None  # the best source the answer had
 
 
 @dataclass
@@ -40,6 +42,12 @@ class GapGroup:
     expert: str
     label: str
     questions: list[GapQuestion] = field(default_factory=list)
+
+    @property
+    def closest_documents(self) -> list[tuple[str, int]]:
+        """The documents the answers leaned on, most often first: extend one, or write anew."""
+        counts = Counter(q.closest_document for q in self.questions if q.closest_document)
+        return counts.most_common(3)
 
     @property
     def worst_score(self) -> float | None:
@@ -68,6 +76,13 @@ async def score_escalations(
         turn.score_at_read_time = True
 
 
+def _top_source(turn: Turn) -> str | None:
+    sources = [s for s in turn.message.sources if isinstance(s, dict) and s.get("filename")]
+    if not sources:
+        return None
+    return str(max(sources, key=lambda s: float(s.get("score") or 0.0))["filename"])
+
+
 def gap_questions(turns: list[Turn], low_score: float = LOW_SCORE) -> dict[str, list[GapQuestion]]:
     """Per expert, the questions whose best passage scored under `low_score` or got a thumb down."""
     out: dict[str, list[GapQuestion]] = {}
@@ -88,6 +103,7 @@ def gap_questions(turns: list[Turn], low_score: float = LOW_SCORE) -> dict[str, 
                     thumbs_down=down,
                     escalated=turn.escalated,
                     searched_now=turn.score_at_read_time,
+                    closest_document=_top_source(turn),
                 )
             )
     return out
