@@ -29,6 +29,7 @@ from copines.routing_data import (
     FOLLOWUP_PATTERNS,
     SMALL_TALK,
     URGENCY,
+    WEAK_ESCALATE_PATTERNS,
 )
 from copines.store.base import Message
 from copines.text import fold, keywords, stem
@@ -173,6 +174,7 @@ class LocalRouter:
         top_n: int = 3,
         fifty_fifty: float = 0.1,
         switch_margin: float = 0.1,
+        topic_floor: float = 0.45,
     ):
         self.experts = experts
         self.embedder = embedder
@@ -182,6 +184,7 @@ class LocalRouter:
         self.top_n = top_n
         self.fifty_fifty = fifty_fifty
         self.switch_margin = switch_margin
+        self.topic_floor = topic_floor  # a message this close to an expert is about her topic
         self._profiles: dict[str, _Profile] | None = None
         self._lock = asyncio.Lock()
 
@@ -248,7 +251,9 @@ class LocalRouter:
         scores, hits = self._scores(vector, message)
 
         # 1. Explicit out-of-scope or "a human please": the agency's rule, no model needed.
-        for pattern, need in ESCALATE_PATTERNS:
+        on_topic = max(v for k, v in scores.items() if k != ESCALATE) >= self.topic_floor
+        weak = [] if on_topic else WEAK_ESCALATE_PATTERNS
+        for pattern, need in [*ESCALATE_PATTERNS, *weak]:
             if pattern.search(folded):
                 return Decision(
                     ESCALATE,

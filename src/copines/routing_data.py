@@ -31,7 +31,8 @@ ESCALATE_PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (
         re.compile(
             r"\b(rembours\w*|resili\w*|preleve\w*|prelevement\w*|debitee? (deux|2) fois|"
-            r"factur\w*|mot de passe|espace (membre|eleve)|replays?\b|"
+            r"recuperer mon argent|annuler mon (inscription|achat|abonnement|paiement)|"
+            r"espace (membre|eleve)|replays?\b|"
             rf"(mon|l{_A}) acces a (la|ma|votre) formation)".replace("{_A}", _A)
         ),
         "facturation, abonnement ou accès aux formations de l'agence",
@@ -46,7 +47,7 @@ ESCALATE_PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (
         re.compile(
             rf"\b(juridique\w*|legal\w*|avocat\w*|cgv|mentions legales|plainte|tribunal|"
-            rf"(ai{_A}je|j{_A}ai|a{_A}t{_A}on) le droit|rc pro|assurance|diplome)\b".replace(
+            rf"(ai.?je|j{_A}ai|a.?t.?on|avons.nous) le droit|rc pro|assurance|diplome)\b".replace(
                 "{_A}", _A
             )
         ),
@@ -74,6 +75,16 @@ ESCALATE_PATTERNS: list[tuple[re.Pattern[str], str]] = [
             r"football|horoscope|vacances a)\b"
         ),
         "sujet sans rapport avec l'agence",
+    ),
+]
+
+# Words that are out of scope when they are about the agency's own service, but that an
+# automation question may use too ("automatiser l'envoi de la facture Stripe"): they escalate
+# only when the message names no expert topic.
+WEAK_ESCALATE_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    (
+        re.compile(r"\b(factur\w*|mot de passe|mon abonnement|mon compte)\b"),
+        "facturation, abonnement ou accès aux formations de l'agence",
     ),
 ]
 

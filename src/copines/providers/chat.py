@@ -114,6 +114,8 @@ class ChatClient:
         self.prices = prices or {}
         self.backoff = backoff
         self.read_timeout = read_timeout
+        # OpenRouter reports each call's cost when asked; other servers may refuse the field.
+        self.openrouter = "openrouter.ai" in base_url
         self._headers = {"Content-Type": "application/json"}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
@@ -256,9 +258,9 @@ class ChatClient:
             "temperature": temperature,
             "max_tokens": max_tokens,
             "stream": stream,
-            # OpenRouter: put the call's cost in `usage` (ignored by other servers).
-            "usage": {"include": True},
         }
+        if self.openrouter:
+            payload["usage"] = {"include": True}
         if stream:
             payload["stream_options"] = {"include_usage": True}
         if json_mode:
