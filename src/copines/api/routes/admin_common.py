@@ -215,3 +215,21 @@ def has_value(value: Any) -> bool:
 TEMPLATES.env.filters["key"] = key_label
 TEMPLATES.env.filters["step"] = step_label
 TEMPLATES.env.tests["present"] = has_value
+
+
+SENTIMENT_LABELS = {
+    "positive": "positif",
+    "neutral": "neutre",
+    "negative": "négatif",
+    "frustrated": "frustré",
+    "confused": "perdue",
+    "urgent": "urgent",
+    "inconnu": "inconnu",
+}
+
+
+def sentiment_label(value: str | None) -> str:
+    return SENTIMENT_LABELS.get(value, value) if value else "—"
+
+
+TEMPLATES.env.filters["sentiment"] = sentiment_label

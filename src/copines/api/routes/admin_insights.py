@@ -10,6 +10,7 @@ from copines.admin import charts
 from copines.admin.analytics import Analytics, compute, step_label
 from copines.admin.turns import UNKNOWN, ConversationSummary, read_turns, summarise
 from copines.api.routes.admin_common import (
+    SENTIMENT_LABELS,
     ApiSession,
     DepsDep,
     PageSession,
@@ -35,15 +36,6 @@ SENTIMENT_COLORS = {
     "négatif": "#d9534f",
     "frustrated": "#b03a2e",
     "frustré": "#b03a2e",
-}
-SENTIMENT_LABELS = {
-    "positive": "positif",
-    "neutral": "neutre",
-    "negative": "négatif",
-    "frustrated": "frustré",
-    "confused": "perdue",
-    "urgent": "urgent",
-    UNKNOWN: "inconnu",
 }
 
 
