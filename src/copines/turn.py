@@ -197,17 +197,17 @@ class TurnRunner:
 
         # 1-2. The conversation, its history and the message's embedding, concurrently.
         t = time.perf_counter()
-        conversation = await deps.store.get_conversation(turn.conversation_id)
+        conversation, turn.vector, turn.history = await asyncio.gather(
+            deps.store.get_conversation(turn.conversation_id),
+            deps.embedder.embed_one(message),
+            deps.store.get_messages(turn.conversation_id, limit=settings.history_turns),
+        )
         if conversation is None:
             raise NotFoundError(
                 f"no conversation '{turn.conversation_id}'; start one first (POST /api/chat "
                 "without conversation_id)"
             )
         turn.previous_expert = conversation.expert
-        turn.vector, turn.history = await asyncio.gather(
-            deps.embedder.embed_one(message),
-            deps.store.get_messages(turn.conversation_id, limit=settings.history_turns),
-        )
         t = turn.mark("load", t)
         # The visitor's message is committed while routing runs, always before generation.
         save_user = asyncio.create_task(
