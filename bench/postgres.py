@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import os
 import re
 import sys
 import time
@@ -35,8 +36,9 @@ from copines.store.postgres import PostgresStore  # noqa: E402
 
 CACHE = Path("/tmp/copines-bench-cache")
 EXPERTS = ("audrey", "carole")
-NOISE = 0.3  # norm of the noise added to a unit mix
-EF_SWEEP = (100, 200, 300, 400, 600)
+PER_DOCUMENT, POOL = 50, 30  # chunks per document; real passages a document draws on
+SUBJECT, NOISE = 0.5, 0.2  # norms of the document's subject and of a chunk's noise
+EF_SWEEP = (100, 200, 400, 600, 1000)
 
 
 def owner_of(name: str) -> str:
@@ -76,37 +78,42 @@ def embed_cached(embedder: LocalEmbedder, texts: list[str], label: str) -> np.nd
 def make_chunks(
     base: list[tuple[str, str, str]], vectors: np.ndarray, n: int, seed: int
 ) -> tuple[list[str], list[str], list[str], np.ndarray]:
-    """n chunks: (document names, owners, texts, vectors)."""
+    """n chunks in documents of 50: (document names, owners, texts, vectors).
+
+    A document draws a pool of 30 of its owner's real passages and a subject of its own (a random
+    direction: what it says that the sample does not); each chunk mixes 2 to 5 of the pool's
+    embeddings, the subject and a little noise. So 100k chunks are 2,000 documents of one owner
+    each, as in a real knowledge base, rather than 100k re-mixes of the 24 sample files.
+    """
     rng = np.random.default_rng(seed)
     by_owner: dict[str, list[int]] = {}
     for i, (_, owner, _) in enumerate(base):
         by_owner.setdefault(owner, []).append(i)
-    by_doc: dict[str, list[int]] = {}
-    for i, (doc, _, _) in enumerate(base):
-        by_doc.setdefault(doc, []).append(i)
-    docs = sorted(by_doc)
-    weights = np.array([len(by_doc[d]) for d in docs], dtype=float)
-    weights /= weights.sum()
-    names, owners, texts = [], [], []
-    out = np.empty((n, vectors.shape[1]), dtype=np.float32)
+    owners = sorted(by_owner)
+    share = np.array([len(by_owner[o]) for o in owners], dtype=float)
+    share /= share.sum()
+    dim = vectors.shape[1]
+    names, chunk_owners, texts = [], [], []
+    out = np.empty((n, dim), dtype=np.float32)
+    pool: list[int] = []
+    subject = np.zeros(dim)
+    owner = owners[0]
     for j in range(n):
-        doc = docs[rng.choice(len(docs), p=weights)]
-        k = int(rng.integers(2, 6))
-        picked = list(rng.choice(by_doc[doc], size=min(k, len(by_doc[doc])), replace=False))
-        # A passage also says things of its own: some sentences of the owner's other documents
-        # and a noise share, so that 100k chunks are not 100k re-mixes of one document.
-        owner = owner_of(doc)
-        for slot in range(1, len(picked)):
-            if rng.random() < 0.4:
-                picked[slot] = int(rng.choice(by_owner[owner]))
+        if j % PER_DOCUMENT == 0:
+            owner = owners[rng.choice(len(owners), p=share)]
+            pool = list(rng.choice(by_owner[owner], size=POOL, replace=False))
+            subject = rng.normal(size=dim)
+            subject /= np.linalg.norm(subject)
+        picked = list(rng.choice(pool, size=int(rng.integers(2, 6)), replace=False))
         mix = (vectors[picked] * rng.uniform(0.5, 1.0, size=(len(picked), 1))).sum(axis=0)
         mix /= np.linalg.norm(mix)
-        mix += rng.normal(scale=NOISE / np.sqrt(len(mix)), size=len(mix))
+        noise = rng.normal(size=dim)
+        mix = mix + SUBJECT * subject + NOISE * noise / np.linalg.norm(noise)
         out[j] = mix / np.linalg.norm(mix)
-        names.append(f"{doc}-{j // 50}")
-        owners.append(owner_of(doc))
+        names.append(f"bench-{seed}-{j // PER_DOCUMENT}")
+        chunk_owners.append(owner)
         texts.append(" ".join(base[i][2] for i in picked))
-    return names, owners, texts, out
+    return names, chunk_owners, texts, out
 
 
 def queries(limit: int) -> list[str]:
@@ -197,6 +204,67 @@ async def measure(store: PostgresStore, qvecs: np.ndarray, terms: list[list[str]
     return result
 
 
+async def turn_overhead(
+    embedder: LocalEmbedder, base: list, base_vectors: np.ndarray, size: int, quick: bool
+) -> tuple[int, dict[str, dict[str, list[float]]]]:
+    """bench/turn.py's overhead measure, on Postgres: the sample knowledge grown to `size`."""
+    import tempfile
+
+    from tests._postgres import fresh_database, postgres_url
+    from tests.fakes.openai_chat import FakeChat, Reply
+
+    from bench.turn import ANSWER, EXAMPLES, ORCHESTRATOR
+    from bench.turn import measure as measure_turns
+    from bench.turn import messages as turn_messages
+    from copines.deps import Deps
+
+    texts = turn_messages()[: 40 if quick else None]
+    results = {}
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        fresh_database(postgres_url(os.environ.get("DATABASE_URL"))) as url,
+        FakeChat() as fake,
+    ):
+        common = {"data_dir": Path(tmp), "database_url": url}
+        deps = await Deps.create(Settings(_env_file=None, **common), embedder=embedder)  # type: ignore[call-arg]
+        try:
+            await deps.ingester().ingest_paths([EXAMPLES])
+            store = deps.store
+            assert isinstance(store, PostgresStore)
+            have = await store.count_chunks()
+            if size > have:
+                names, owners, chunk_texts, vectors = make_chunks(
+                    base, base_vectors, size - have, 7
+                )
+                await load(store, names, owners, chunk_texts, vectors, embedder.id)
+                async with store._tx() as conn:
+                    await store.build_vector_index(conn)
+                async with store._tx() as conn:
+                    await conn.execute("ANALYZE copines.document_chunks")
+            chunks = await store.count_chunks()
+        finally:
+            await deps.aclose()
+        fake.default("bench/orchestrator", Reply(ORCHESTRATOR))
+        fake.default("bench/expert", Reply(ANSWER))
+        llm = dict(
+            llm_base_url=fake.url,
+            openrouter_api_key="bench-key",
+            orchestrator_model="bench/orchestrator",
+            expert_model="bench/expert",
+            fallback_model="bench/fallback",
+        )
+        paths = {
+            "local router + expert model": Settings(_env_file=None, **common, **llm),  # type: ignore[call-arg]
+            "LLM orchestrator + expert model": Settings(  # type: ignore[call-arg]
+                _env_file=None, **common, **llm, router_margin=10.0
+            ),
+        }
+        for name, settings in paths.items():
+            results[name] = await measure_turns(settings, embedder, texts)
+            print(f"turn on Postgres, {name}: overhead {ms(results[name]['overhead'])} ms")
+    return chunks, results
+
+
 def ms(values: list[float]) -> str:
     return f"{percentile(values, 50):.1f} / {percentile(values, 95):.1f}"
 
@@ -218,11 +286,15 @@ async def run(args: argparse.Namespace) -> str:
     )
     terms = [search_terms(m) for m in messages]
 
-    import os
-
     rows, builds = [], []
     with fresh_database(postgres_url(os.environ.get("DATABASE_URL"))) as url:
-        settings = Settings(_env_file=None, database_url=url, pg_pool_max_size=2)  # type: ignore[call-arg]
+        settings = Settings(  # type: ignore[call-arg]
+            _env_file=None,
+            database_url=url,
+            pg_pool_max_size=2,
+            pg_hnsw_m=args.m,
+            pg_hnsw_ef_construction=args.ef_construction,
+        )
         store = PostgresStore(url, settings)
         await store.open()
         version = ".".join(map(str, store.pgvector_version))
@@ -258,8 +330,13 @@ async def run(args: argparse.Namespace) -> str:
         finally:
             await store.close()
 
+    turns: tuple[int, dict] | None = None
+    if args.turn_chunks:
+        turns = await turn_overhead(embedder, base, base_vectors, args.turn_chunks, args.quick)
+
+    load_average = os.getloadavg()[1]
     lines = [
-        f"Machine: {machine()}; Postgres {server}, pgvector {version} (pgserver), "
+        f"Machine: {machine()}, load average {load_average:.1f} during the run (shared); Postgres {server}, pgvector {version} (pgserver), "
         f"{len(base)} real USE embeddings mixed into chunk vectors (512 dims), "
         f"{len(messages)} real visitor questions x {len(EXPERTS)} experts per figure; "
         "latency through `PostgresStore` (pool, SET LOCAL, `copines.match_chunks`), top 20, "
@@ -280,15 +357,32 @@ async def run(args: argparse.Namespace) -> str:
         lines.append(f"| {size:,} | keyword (French tsvector, GIN) | {ms(result['keyword'])} | |")
     lines += [
         "",
-        "HNSW build (m=16, ef_construction=64, maintenance_work_mem 256MB): "
+        f"HNSW build (m={args.m}, ef_construction={args.ef_construction}, "
+        f"maintenance_work_mem {Settings(_env_file=None).pg_maintenance_work_mem}): "  # type: ignore[call-arg]
         + ", ".join(f"{s:,} chunks {b:.1f} s" for s, b in builds)
         + ".",
         "",
         "Targets: search p95 <= 10 ms at 100k chunks with recall@20 >= 0.98. Defaults: exact "
         f"search up to {Settings(_env_file=None).pg_exact_search_below:,} chunks (an expert's "  # type: ignore[call-arg]
-        "+ shared), else HNSW with ef_search = 200 x (all chunks / the expert's + shared), "
+        "+ shared), else HNSW with ef_search = 300 x (all chunks / the expert's + shared), "
         "at most 1000 (pgvector < 0.8 filters after the index scan).",
     ]
+    if turns is not None:
+        chunks, results = turns
+        lines += [
+            "",
+            f"Turn overhead on Postgres ({chunks:,} chunks: the sample knowledge ingested, grown "
+            "as above), measured as in `bench/turn.py`: the turn's total minus the time spent "
+            "waiting on the chat models (a local OpenAI-compatible server answering at once); "
+            "history, both writes and the search go to Postgres. Target: p95 <= 30 ms.",
+            "",
+            "| path | turns | overhead p50 / p95 ms | total p50 / p95 ms |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        for name, r in results.items():
+            lines.append(
+                f"| {name} | {len(r['overhead'])} | {ms(r['overhead'])} | {ms(r['total'])} |"
+            )
     return "\n".join(lines)
 
 
@@ -296,6 +390,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=120)
+    defaults = Settings(_env_file=None)  # type: ignore[call-arg]
+    parser.add_argument("--m", type=int, default=defaults.pg_hnsw_m)
+    parser.add_argument("--ef-construction", type=int, default=defaults.pg_hnsw_ef_construction)
+    parser.add_argument(
+        "--turn-chunks", type=int, default=10_000, help="0: skip the turn overhead measure"
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer turns")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
     report = asyncio.run(run(args))

@@ -15,7 +15,7 @@ from copines.deps import Deps
 from copines.errors import EmbedderMismatchError
 from copines.providers.embeddings import LocalEmbedder
 from copines.store.base import ChunkRecord, DocumentRecord
-from copines.store.postgres import PostgresStore, tsquery_terms
+from copines.store.postgres import PostgresStore, tsquery_words
 from tests.conftest import EXAMPLES, ROOT, make_settings, postgres_url_or_skip
 
 pytestmark = pytest.mark.postgres
@@ -248,9 +248,9 @@ async def test_keyword_search_folds_accents_stems_french_and_takes_prefixes(
     assert len(passages) == 3
 
 
-def test_tsquery_terms_keep_only_words() -> None:
-    assert tsquery_terms(["etape", "a&b", "etape", "x:*|y"]) == "etape:* | a:* | b:* | x:* | y:*"
-    assert tsquery_terms(["", "!!"]) == ""
+def test_tsquery_words_keep_only_words() -> None:
+    assert tsquery_words(["etape", "a&b", "etape", "x:*|y"]) == ["etape", "a", "b", "x", "y"]
+    assert tsquery_words(["", "!!"]) == []
 
 
 @pytest.fixture
