@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -29,6 +30,7 @@ from copines.store.base import (
 )
 from copines.store.sqlite_migrations import apply_migrations
 from copines.store.vectors import VectorIndex
+from copines.text import fold
 
 T = TypeVar("T")
 
@@ -53,6 +55,45 @@ def fts_query(terms: list[str]) -> str:
     return " OR ".join('"' + t.replace('"', "") + '"*' for t in terms if t)
 
 
+# Keyword search ranks at most about this many matching rows (see `TermStats.select`).
+KEYWORD_ROW_BUDGET = 4000
+
+
+class TermStats:
+    """Document frequency of the full-text index's terms, for choosing what to search."""
+
+    def __init__(self, version: str, terms: list[str], docs: list[int], total: int):
+        self.version = version
+        self.terms = terms
+        self.cumulative = np.concatenate([[0], np.cumsum(np.asarray(docs, dtype=np.int64))])
+        self.total = total
+
+    def prefix_docs(self, prefix: str) -> int:
+        """Chunks holding a term that starts with `prefix` (an upper bound: a chunk with
+        two such terms counts twice)."""
+        folded = fold(prefix)
+        lo = bisect.bisect_left(self.terms, folded)
+        hi = bisect.bisect_left(self.terms, folded + "\U0010ffff")
+        return int(self.cumulative[hi] - self.cumulative[lo])
+
+    def select(self, terms: list[str], budget: int) -> list[str]:
+        """The terms present in the index, rarest first, while their rows fit in `budget`
+        (the rarest one always). Below `budget` chunks in all, every present term is kept."""
+        counted = sorted(
+            (docs, i, term)
+            for i, term in enumerate(terms)
+            if term and (docs := self.prefix_docs(term)) > 0
+        )
+        chosen: list[tuple[int, str]] = []
+        rows = 0
+        for docs, i, term in counted:
+            if chosen and rows + docs > budget:
+                break
+            chosen.append((i, term))
+            rows += docs
+        return [term for _, term in sorted(chosen)]
+
+
 class SQLiteStore(Store):
     """A single SQLite file. All calls run on one worker thread that owns the connection."""
 
@@ -62,6 +103,7 @@ class SQLiteStore(Store):
         self._db: sqlite3.Connection | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="copines-sqlite")
         self._index: VectorIndex | None = None
+        self._terms: TermStats | None = None
         self.embedder_id: str | None = None
 
     # Plumbing ------------------------------------------------------------------------
@@ -359,18 +401,45 @@ class SQLiteStore(Store):
 
         return await self._run(search)
 
+    def _term_stats(self, db: sqlite3.Connection) -> TermStats:
+        """How many chunks hold each indexed term, rebuilt when any process changed them."""
+        version = db.execute("SELECT value FROM meta WHERE key = 'chunks_version'").fetchone()[0]
+        if self._terms is not None and self._terms.version == version:
+            return self._terms
+        db.execute(
+            "CREATE VIRTUAL TABLE IF NOT EXISTS temp.chunks_vocab "
+            "USING fts5vocab(main, chunks_fts, 'row')"
+        )
+        db.execute("BEGIN")  # one snapshot for the version and the counts
+        try:
+            version = db.execute("SELECT value FROM meta WHERE key = 'chunks_version'").fetchone()[
+                0
+            ]
+            rows = db.execute("SELECT term, doc FROM temp.chunks_vocab ORDER BY term").fetchall()
+            total = db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+        finally:
+            db.execute("COMMIT")
+        self._terms = TermStats(version, [r[0] for r in rows], [r[1] for r in rows], total)
+        return self._terms
+
     async def keyword_search(self, expert: str, terms: list[str], limit: int) -> list[int]:
-        query = fts_query(terms)
-        if not query:
+        terms = [t.replace('"', "") for t in terms]
+        if not fts_query(terms):
             return []
 
         def search(db: sqlite3.Connection) -> list[int]:
+            # Ranking every chunk that holds a common word is what makes full-text search
+            # slow on a big base (at 100k chunks one such word matches 10-20k rows), and
+            # those words weigh least in bm25: keep the rarest terms within a row budget.
+            chosen = self._term_stats(db).select(terms, KEYWORD_ROW_BUDGET)
+            if not chosen:
+                return []
             rows = db.execute(
                 "SELECT c.id FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid "
                 "JOIN documents d ON d.id = c.document_id "
                 "WHERE chunks_fts MATCH ? AND d.owner IN (?, ?) "
                 "ORDER BY bm25(chunks_fts, 1.0, 0.5) LIMIT ?",
-                (query, expert, SHARED, limit),
+                (fts_query(chosen), expert, SHARED, limit),
             ).fetchall()
             return [r[0] for r in rows]
 

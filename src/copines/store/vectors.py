@@ -2,9 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
+
+_controller = None
+
+
+def single_blas_thread():
+    """A context in which numpy's BLAS uses one thread.
+
+    A matrix-vector product over 100k rows is memory-bound: a second BLAS thread saves
+    little, and when the cores are busy (the event loop, the embedder, other workers) its
+    spinning threads made the same search several times slower.
+    """
+    global _controller
+    if _controller is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _controller = ThreadpoolController()
+        except Exception:  # threadpoolctl missing or confused: run as is
+            _controller = False
+    if _controller is False:
+        return contextlib.nullcontext()
+    return _controller.limit(limits=1, user_api="blas")
 
 
 @dataclass
@@ -52,6 +75,13 @@ class VectorIndex:
         self, owners: tuple[str, ...], vector: np.ndarray, limit: int, threshold: float
     ) -> list[tuple[int, float]]:
         """Best `limit` (chunk id, cosine) among `owners`' chunks scoring at least `threshold`."""
+        with single_blas_thread():
+            return self._search(owners, vector, limit, threshold)
+
+    def _search(
+        self, owners: tuple[str, ...], vector: np.ndarray, limit: int, threshold: float
+    ) -> list[tuple[int, float]]:
+        vector = np.asarray(vector, dtype=np.float32)
         found_ids: list[np.ndarray] = []
         found_scores: list[np.ndarray] = []
         for owner in owners:
