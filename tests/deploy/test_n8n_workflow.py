@@ -126,7 +126,11 @@ def _n8n() -> str | None:
     return None
 
 
-@pytest.mark.skipif(_n8n() is None, reason="n8n is not installed (npm install n8n; or N8N_BIN)")
+@pytest.mark.skipif(
+    _n8n() is None,
+    reason="n8n is not installed (npm install n8n, or N8N_BIN=...; its install fetches a "
+    "tarball outside the npm registry, so it fails on machines limited to the registries)",
+)
 def test_n8n_imports_the_workflow(tmp_path: Path) -> None:
     env = {
         "PATH": os.environ.get("PATH", ""),
