@@ -147,8 +147,8 @@ def test_screenshots(browser, settings, embedder, tmp_path):
     # Playwright's sync API holds this thread's event loop: seed from another thread.
     with ThreadPoolExecutor(1) as pool:
         pool.submit(asyncio.run, _seed_for_pictures(settings, embedder)).result()
-    # The pictures in docs/ change only on demand: COPINES_SCREENSHOTS=1 pytest tests/admin
-    docs = ROOT / "docs" if os.environ.get("COPINES_SCREENSHOTS") else tmp_path
+    # The pictures in docs/ change only on demand: UPDATE_SCREENSHOTS=1 pytest tests/admin
+    docs = ROOT / "docs" if os.environ.get("UPDATE_SCREENSHOTS") else tmp_path
     since = (datetime.now(UTC).date() - timedelta(days=7)).isoformat()
     with live_server(settings, embedder=embedder) as server:
         # Real turns on top of the seeded ones, answered offline by the running service.
