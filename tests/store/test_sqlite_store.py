@@ -126,3 +126,85 @@ def test_fts_query_quotes_every_term():
     assert fts_query(["tunnel", "page"]) == '"tunnel"* OR "page"*'
     assert fts_query(['a"b OR c', ""]) == '"ab OR c"*'
     assert fts_query([]) == ""
+
+
+async def test_a_base_from_before_the_owner_index_is_upgraded(tmp_path: Path):
+    """m003 moves the owner into the full-text index: older files keep working."""
+    from copines.store import sqlite_migrations
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    for name, fn in sqlite_migrations.MIGRATIONS[:2]:  # the schema as first released
+        db.execute("BEGIN")
+        fn(db)
+        db.execute("INSERT INTO migrations VALUES (?, 'then')", (name,))
+        db.execute("COMMIT")
+    db.execute("INSERT INTO meta VALUES ('embedder', ?)", (EMBEDDER,))
+    for doc_id, (owner, text) in enumerate(
+        [("audrey", "tunnel de vente"), ("carole", "tunnel instagram"), (SHARED, "tunnel commun")],
+        1,
+    ):
+        db.execute(
+            "INSERT INTO documents (id, filename, title, owner, content_hash, created_at, "
+            "updated_at) VALUES (?, ?, ?, ?, 'h', 'then', 'then')",
+            (doc_id, f"{owner}.md", owner, owner),
+        )
+        db.execute(
+            "INSERT INTO chunks (document_id, position, text, embedding, embedder) "
+            "VALUES (?, 0, ?, ?, ?)",
+            (doc_id, text, unit(doc_id).tobytes(), EMBEDDER),
+        )
+    db.close()
+
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        titles = {c.id: c.title for c in await store.all_chunks()}
+        found = await store.keyword_search("audrey", ["tunnel"], 10)
+        assert sorted(titles[i] for i in found) == ["audrey", SHARED]
+        found = await store.keyword_search("carole", ["instagram"], 10)
+        assert [titles[i] for i in found] == ["carole"]
+        await store.set_owner("carole.md", "audrey", "moved")
+        found = await store.keyword_search("audrey", ["instagram"], 10)
+        assert [titles[i] for i in found] == ["carole"]
+        assert await store.keyword_search("carole", ["instagram"], 10) == []
+    finally:
+        await store.close()
+
+
+async def test_expert_ids_sharing_a_prefix_stay_apart(tmp_path: Path):
+    """'jean' must not see 'jean-marie': the tokenizer splits ids on '-'."""
+    store = SQLiteStore(tmp_path / "kb.db")
+    await store.open()
+    try:
+        await store.save_document(
+            doc("jm.md", "jean-marie"), chunks("tunnel secret"), unit(1)[None, :], EMBEDDER
+        )
+        await store.save_document(
+            doc("j.md", "jean"), chunks("tunnel public"), unit(0, 1)[None, :], EMBEDDER
+        )
+        found = await store.keyword_search("jean", ["tunnel"], 10)
+        assert len(found) == 1
+        [passage] = await store.get_passages("jean", found)
+        assert passage.filename == "j.md"
+        assert len(await store.keyword_search("jean-marie", ["secret"], 10)) == 1
+        assert await store.keyword_search("jean", ["secret"], 10) == []
+    finally:
+        await store.close()
+
+
+def test_term_selection_keeps_the_rarest_terms_within_the_budget():
+    from copines.store.sqlite import TermStats
+
+    stats = TermStats("1", ["appel", "appels", "kajabi", "tunnel"], [600, 200, 30, 900], 1000)
+    assert stats.prefix_docs("appel") == 800  # every term under the prefix
+    assert stats.prefix_docs("kaj") == 30 and stats.prefix_docs("zzz") == 0
+    assert stats.prefix_docs("Tunnel") == 900
+    # All fit: every present term, in the caller's order; absent ones dropped.
+    assert stats.select(["tunnel", "zzz", "kajabi", "appel"], 4000) == ["tunnel", "kajabi", "appel"]
+    # A budget of 900 rows: the rarest first, until the next one would overflow.
+    assert stats.select(["tunnel", "kajabi", "appel"], 900) == ["kajabi", "appel"]
+    # The rarest term is always kept, even alone over the budget.
+    assert stats.select(["tunnel", "appel"], 10) == ["appel"]
+    assert stats.select(["zzz"], 10) == []

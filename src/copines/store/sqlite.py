@@ -28,7 +28,7 @@ from copines.store.base import (
     Store,
     StoredChunk,
 )
-from copines.store.sqlite_migrations import apply_migrations
+from copines.store.sqlite_migrations import apply_migrations, owner_key
 from copines.store.vectors import VectorIndex
 from copines.text import fold
 
@@ -280,9 +280,10 @@ class SQLiteStore(Store):
                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (*values, document.filename, now, now),
                     ).lastrowid
+                key = owner_key(document.owner)
                 db.executemany(
                     "INSERT INTO chunks (document_id, position, heading_path, text, keywords, "
-                    "embedding, embedder) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "embedding, embedder, owner_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         (
                             doc_id,
@@ -292,6 +293,7 @@ class SQLiteStore(Store):
                             json.dumps(chunk.keywords, ensure_ascii=False),
                             vectors[i].tobytes(),
                             embedder_id,
+                            key,
                         )
                         for i, chunk in enumerate(chunks)
                     ],
@@ -312,6 +314,11 @@ class SQLiteStore(Store):
                 )
                 if cursor.rowcount == 0:
                     raise NotFoundError(f"no document named '{filename}'; see `copines documents`")
+                db.execute(  # the full-text index follows (trigger chunks_au)
+                    "UPDATE chunks SET owner_key = ? WHERE document_id = "
+                    "(SELECT id FROM documents WHERE filename = ?)",
+                    (owner_key(owner), filename),
+                )
                 self._bump(db)
 
         await self._run(write)
@@ -434,12 +441,11 @@ class SQLiteStore(Store):
             chosen = self._term_stats(db).select(terms, KEYWORD_ROW_BUDGET)
             if not chosen:
                 return []
+            owners = " OR ".join(f'"{owner_key(o)}"' for o in (expert, SHARED))
+            match = f"{{text heading_path}} : ({fts_query(chosen)}) AND owner_key : ({owners})"
             rows = db.execute(
-                "SELECT c.id FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid "
-                "JOIN documents d ON d.id = c.document_id "
-                "WHERE chunks_fts MATCH ? AND d.owner IN (?, ?) "
-                "ORDER BY bm25(chunks_fts, 1.0, 0.5) LIMIT ?",
-                (fts_query(chosen), expert, SHARED, limit),
+                "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?",
+                (match, limit),
             ).fetchall()
             return [r[0] for r in rows]
 

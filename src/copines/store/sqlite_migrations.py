@@ -135,6 +135,62 @@ def m002_conversations(db: sqlite3.Connection) -> None:
     )
 
 
+def owner_key(owner: str) -> str:
+    """The owner as one full-text token ("audrey" -> "o617564726579").
+
+    Expert ids may hold '-' or '_', which the tokenizer splits on: "jean" would then match
+    the chunks of "jean-marie". Hex letters and digits stay one token.
+    """
+    return "o" + owner.encode("utf-8").hex()
+
+
+@migration
+def m003_owner_in_fulltext(db: sqlite3.Connection) -> None:
+    """Index each chunk's owner in the full-text table, so that keyword search restricts to
+    an expert's and the shared chunks inside the MATCH itself: ranking then needs no join
+    (a third of the time at 10k chunks)."""
+    _script(
+        db,
+        """
+        DROP TRIGGER chunks_ai;
+        DROP TRIGGER chunks_ad;
+        DROP TRIGGER chunks_au;
+        DROP TABLE chunks_fts;
+        ALTER TABLE chunks ADD COLUMN owner_key TEXT NOT NULL DEFAULT '';
+        """,
+    )
+    for doc_id, owner in db.execute("SELECT id, owner FROM documents").fetchall():
+        db.execute(
+            "UPDATE chunks SET owner_key = ? WHERE document_id = ?", (owner_key(owner), doc_id)
+        )
+    _script(
+        db,
+        """
+        CREATE VIRTUAL TABLE chunks_fts USING fts5(
+            text, heading_path, owner_key, content='chunks', content_rowid='id',
+            tokenize='unicode61 remove_diacritics 2'
+        );
+        CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN
+            INSERT INTO chunks_fts(rowid, text, heading_path, owner_key)
+            VALUES (new.id, new.text, new.heading_path, new.owner_key);
+        END;
+        CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN
+            INSERT INTO chunks_fts(chunks_fts, rowid, text, heading_path, owner_key)
+            VALUES ('delete', old.id, old.text, old.heading_path, old.owner_key);
+        END;
+        CREATE TRIGGER chunks_au AFTER UPDATE OF text, heading_path, owner_key ON chunks BEGIN
+            INSERT INTO chunks_fts(chunks_fts, rowid, text, heading_path, owner_key)
+            VALUES ('delete', old.id, old.text, old.heading_path, old.owner_key);
+            INSERT INTO chunks_fts(rowid, text, heading_path, owner_key)
+            VALUES (new.id, new.text, new.heading_path, new.owner_key);
+        END;
+        INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild');
+        -- The text counts, the heading half as much, the owner token not at all.
+        INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('rank', 'bm25(1.0, 0.5, 0.0)');
+        """,
+    )
+
+
 def _script(db: sqlite3.Connection, sql: str) -> None:
     """Run several statements inside the current transaction (executescript would commit)."""
     statement = ""
