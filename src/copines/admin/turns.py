@@ -203,7 +203,7 @@ class ConversationSummary:
     thumbs_up: int = 0
     thumbs_down: int = 0
     team_replies: int = 0
-    cost_usd: float = 0.0
+    cost_usd: float | None = None  # None while no answer reported a cost
 
 
 def summarise(
@@ -235,7 +235,8 @@ def summarise(
         summary.upsell = summary.upsell or bool(turn.upsell)
         summary.thumbs_up += turn.feedback == 1
         summary.thumbs_down += turn.feedback == -1
-        summary.cost_usd += turn.message.cost_usd or 0.0
+        if turn.message.cost_usd is not None:
+            summary.cost_usd = (summary.cost_usd or 0.0) + turn.message.cost_usd
     for escalation in escalations:
         if escalation.conversation_id in out:
             summary = out[escalation.conversation_id]

@@ -142,7 +142,9 @@ async def read_conversation(
         messages=messages,
         turns=turns,
         escalations=escalations,
-        total_cost=sum(m.cost_usd or 0 for m in messages),
+        total_cost=sum(m.cost_usd for m in messages if m.cost_usd is not None)
+        if any(m.cost_usd is not None for m in messages)
+        else None,
     )
 
 
