@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import re
 import sqlite3
@@ -187,6 +188,7 @@ async def run(quick: bool) -> None:
         report = await evaluate(deps, ROUTING, POSTPROCESS, local_only=True)
         await deps.aclose()
 
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     rows = []
     for name, r in results.items():
         rows.append(
@@ -210,7 +212,7 @@ async def run(quick: bool) -> None:
     markdown = f"""
 ### Turn overhead and routing
 
-{machine()}; store: SQLite with {chunks} chunks (the sample knowledge plus variants), local USE
+{machine()} (load average at the end: {load}, the machine is shared); store: SQLite with {chunks} chunks (the sample knowledge plus variants), local USE
 embedder, local reranker. The chat models are a local OpenAI-compatible server answering at once;
 **overhead** = the turn's total minus the time spent waiting on chat calls (both HTTP round
 trips included in `total`). {len(texts)} first-time messages per path (the routing set's

@@ -98,6 +98,21 @@ class _Turn:
     result: TurnResult | None = None
     stored: bool = False
     spans: dict[str, list[float]] = field(default_factory=dict)  # step: [start, end] ms
+    text: str = ""  # the answer as generated (before post-processing)
+    model: str = ""
+    error: str | None = None
+    partial: str = ""  # what a failed stream had sent
+
+    def usage(self) -> tuple[int, int, float | None]:
+        """Prompt tokens, completion tokens and dollars of the turn (orchestrator + expert)."""
+        orch = self.orchestrator_usage or {}
+        chat = self.chat.usage if self.chat else None
+        prompt = (chat.prompt_tokens if chat else 0) + int(orch.get("prompt_tokens") or 0)
+        completion = (chat.completion_tokens if chat else 0) + int(
+            orch.get("completion_tokens") or 0
+        )
+        costs = [c for c in ((chat.cost_usd if chat else None), orch.get("cost_usd")) if c]
+        return prompt, completion, (round(sum(costs), 8) if costs else None)
 
     def span(self, step: str, start: float, end: float) -> None:
         self.spans[step] = [
@@ -230,60 +245,9 @@ class TurnRunner:
             yield TurnEvent("sources", {"sources": sources})
 
         # 5. Generation (or the hand-off message).
-        error: str | None = None
-        model = OFFLINE_MODEL
-        if decision.escalated:
-            text = handoff_message(decision)
-        elif self.chat is None:
-            expert = deps.experts[decision.agent]
-            if decision.rule == "small-talk":
-                text = self.offline.small_talk(expert)
-            else:
-                text = self.offline.answer(expert, message, passages)
-        else:
-            text, model, error = "", "", None
-            expert = deps.experts[decision.agent]
-            prompt = expert_messages(
-                expert,
-                passages,
-                turn.history,
-                message,
-                max_words=settings.max_answer_words,
-                history_turns=settings.history_turns,
-            )
-            model_name = settings.expert_model or expert.model
-            g = time.perf_counter()
-            try:
-                if streaming:
-                    parts: list[str] = []
-                    words = 0
-                    async for delta in self.chat.stream(
-                        prompt, model_name, temperature=expert.temperature
-                    ):
-                        if delta.result is not None:
-                            turn.chat = delta.result
-                        elif delta.text:
-                            parts.append(delta.text)
-                            words += len(delta.text.split())
-                            if words <= settings.max_answer_words * 1.1:
-                                yield TurnEvent("token", {"text": delta.text})
-                    text = "".join(parts)
-                else:
-                    turn.chat = await self.chat.complete(
-                        prompt, model_name, temperature=expert.temperature
-                    )
-                    text = turn.chat.text
-                model = turn.chat.model if turn.chat else model_name
-                if not text.strip():
-                    raise ProviderError(
-                        f"chat: model {model} sent an empty answer", provider="chat"
-                    )
-            except ProviderError as exc:
-                error = str(exc)
-                model = model_name
-                text = APOLOGY
-                log.error("generation failed for conversation %s: %s", turn.conversation_id, exc)
-            turn.model_ms += (time.perf_counter() - g) * 1000
+        async for event in self._generate(turn, passages, streaming):
+            yield event
+        text, model, error = turn.text, turn.model, turn.error
         t = turn.mark("generation", t)
 
         # 6. Post-processing.
@@ -318,6 +282,69 @@ class TurnRunner:
         turn.result = result
         self._log(turn, result, analysis)
         yield TurnEvent("done", result.to_public())
+
+    async def _generate(
+        self, turn: _Turn, passages: list[Passage], streaming: bool
+    ) -> AsyncIterator[TurnEvent]:
+        """The answer: hand-off, offline, or the expert's model (tokens yielded when streaming).
+
+        Sets `turn.text`, `turn.model` and, when every model failed, `turn.error` (the text is
+        then the French apology).
+        """
+        deps, settings = self.deps, self.settings
+        decision = turn.decision
+        assert decision is not None
+        turn.model = OFFLINE_MODEL
+        if decision.escalated:
+            turn.text = handoff_message(decision)
+            return
+        expert = deps.experts[decision.agent]
+        if self.chat is None:
+            if decision.rule == "small-talk":
+                turn.text = self.offline.small_talk(expert)
+            else:
+                turn.text = self.offline.answer(expert, turn.message, passages)
+            return
+        prompt = expert_messages(
+            expert,
+            passages,
+            turn.history,
+            turn.message,
+            max_words=settings.max_answer_words,
+            history_turns=settings.history_turns,
+        )
+        model_name = settings.expert_model or expert.model
+        started = time.perf_counter()
+        parts: list[str] = []
+        try:
+            if streaming:
+                words = 0
+                async for delta in self.chat.stream(
+                    prompt, model_name, temperature=expert.temperature
+                ):
+                    if delta.result is not None:
+                        turn.chat = delta.result
+                    elif delta.text:
+                        parts.append(delta.text)
+                        words += len(delta.text.split())
+                        if words <= settings.max_answer_words * 1.1:
+                            yield TurnEvent("token", {"text": delta.text})
+                text = "".join(parts)
+            else:
+                turn.chat = await self.chat.complete(
+                    prompt, model_name, temperature=expert.temperature
+                )
+                text = turn.chat.text
+            turn.model = turn.chat.model if turn.chat else model_name
+            if not text.strip():
+                raise ProviderError(f"chat: model {turn.model} sent an empty answer")
+            turn.text = text
+        except ProviderError as exc:
+            turn.error, turn.model, turn.text = str(exc), model_name, APOLOGY
+            turn.partial = "".join(parts)
+            log.error("generation failed for conversation %s: %s", turn.conversation_id, exc)
+        finally:
+            turn.model_ms += (time.perf_counter() - started) * 1000
 
     @staticmethod
     def _close_timings(turn: _Turn) -> None:
@@ -429,13 +456,8 @@ class TurnRunner:
         deps = self.deps
         decision = turn.decision
         assert decision is not None
-        usage = turn.chat.usage if turn.chat else None
         orch = turn.orchestrator_usage or {}
-        prompt_tokens = (usage.prompt_tokens if usage else 0) + int(orch.get("prompt_tokens") or 0)
-        completion_tokens = (usage.completion_tokens if usage else 0) + int(
-            orch.get("completion_tokens") or 0
-        )
-        costs = [c for c in ((usage.cost_usd if usage else None), orch.get("cost_usd")) if c]
+        prompt_tokens, completion_tokens, cost = turn.usage()
         meta: dict[str, Any] = {
             "primary_need": decision.primary_need,
             "secondary_needs": decision.secondary_needs,
@@ -454,6 +476,7 @@ class TurnRunner:
             "fell_back": bool(turn.chat and turn.chat.fell_back),
             "spans": turn.spans,
             "error": error,
+            "partial": turn.partial or None,
         }
         answer = Message(
             turn.conversation_id,
@@ -467,7 +490,7 @@ class TurnRunner:
             model=model,
             prompt_tokens=prompt_tokens or None,
             completion_tokens=completion_tokens or None,
-            cost_usd=round(sum(costs), 8) if costs else None,
+            cost_usd=cost,
             timings_ms=dict(turn.timings),
             meta=meta,
         )
@@ -527,8 +550,8 @@ class TurnRunner:
         """One JSON line with the agency's monitoring fields (no text unless allowed, no keys)."""
         decision = turn.decision
         assert decision is not None
-        usage = turn.chat.usage if turn.chat else None
         orch = turn.orchestrator_usage or {}
+        prompt_tokens, completion_tokens, cost = turn.usage()
         passages = turn.retrieval.passages if turn.retrieval else []
         line: dict[str, Any] = {
             "timestamp": datetime.now(UTC).isoformat(),
@@ -555,14 +578,8 @@ class TurnRunner:
             "timings_ms": turn.timings,
             "model_used": result.model,
             "orchestrator_model": orch.get("model"),
-            "tokens_used": {
-                "prompt": (usage.prompt_tokens if usage else 0)
-                + int(orch.get("prompt_tokens") or 0),
-                "completion": (usage.completion_tokens if usage else 0)
-                + int(orch.get("completion_tokens") or 0),
-            },
-            "cost_usd": (usage.cost_usd or 0.0 if usage else 0.0)
-            + float(orch.get("cost_usd") or 0.0),
+            "tokens_used": {"prompt": prompt_tokens, "completion": completion_tokens},
+            "cost_usd": cost or 0.0,
             "escalated": result.escalated,
             "sentiment": analysis.sentiment,
             "upsell": analysis.upsell,
