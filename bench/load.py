@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,8 +37,6 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from tests.fakes.openai_chat import FakeChat, Reply  # noqa: E402
-from tests.fakes.openai_embeddings import FakeOpenAIEmbeddings  # noqa: E402
 
 from _report import machine, percentile, update_section  # noqa: E402
 
@@ -90,50 +90,32 @@ TOPICS = [
 ]
 
 
-def _fakes_main(conn, with_embeddings: bool) -> None:
-    """Child process: the fake chat model (and embeddings), driven over a pipe."""
-    emb = FakeOpenAIEmbeddings().start() if with_embeddings else None
-    with FakeChat() as chat:
-        chat.default("orch", Reply(ORCHESTRATOR))
-        chat.default("fallback", Reply(ANSWER))
-        chat.default("expert", Reply(ANSWER))
-        conn.send({"chat": chat.url, "embeddings": emb.url if emb else None,
-                   "embeddings_key": emb.api_key if emb else None})  # fmt: skip
-        while True:
-            command, *rest = conn.recv()
-            if command == "expert_delay":
-                chat.default("expert", Reply(ANSWER, delay=rest[0]))
-                chat.requests.clear()
-                conn.send(True)
-            elif command == "expert_times":
-                conn.send([r.ended - r.started for r in chat.for_model("expert") if r.ended])
-            else:
-                break
-    if emb is not None:
-        emb.stop()
-    conn.send(True)
-
-
 class Fakes:
-    """The fake models in their own process, so they do not share the client's interpreter
-    (time.perf_counter is the system's monotonic clock, comparable across processes)."""
+    """The fake models in a process of their own (bench/_fake_llm.py), so they do not share the
+    client's interpreter; time.perf_counter is the system's monotonic clock, comparable across
+    processes."""
 
-    def __init__(self, with_embeddings: bool):
+    def __init__(self) -> None:
         import multiprocessing
+
+        import _fake_llm
 
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
-        self._process = context.Process(target=_fakes_main, args=(child, with_embeddings))
+        self._process = context.Process(
+            target=_fake_llm.serve, args=(child, ANSWER, ORCHESTRATOR), daemon=True
+        )
         self._process.start()
-        self.urls = self._conn.recv()
+        self.url = self._conn.recv()["url"]
 
     def expert_delay(self, seconds: float) -> None:
-        self._conn.send(("expert_delay", seconds))
+        self._conn.send(("delay", seconds))
         self._conn.recv()
 
     def expert_times(self) -> list[float]:
-        self._conn.send(("expert_times",))
-        return self._conn.recv()
+        """Each expert request's own time to its first piece."""
+        self._conn.send(("records",))
+        return [first - arrived for arrived, first in self._conn.recv()]
 
     def close(self) -> None:
         self._conn.send(("stop",))
@@ -244,7 +226,9 @@ async def chat_throughput(
     return len(latencies), latencies, errors, elapsed
 
 
-def server_env(args: argparse.Namespace, workdir: Path, fakes: Fakes) -> dict[str, str]:
+def server_env(
+    args: argparse.Namespace, workdir: Path, fakes: Fakes, database_url: str
+) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
@@ -252,10 +236,11 @@ def server_env(args: argparse.Namespace, workdir: Path, fakes: Fakes) -> dict[st
         and k not in {"DATABASE_URL", "REDIS_URL", "OPENROUTER_API_KEY", "OPENAI_API_KEY"}
     }
     env.update(
-        DATABASE_URL=f"sqlite:///{workdir / 'load.db'}",
+        DATABASE_URL=database_url,
+        COPINES_PG_POOL_MAX_SIZE="20",
         COPINES_DATA_DIR=str(workdir),
         OPENROUTER_API_KEY="sk-bench",
-        COPINES_LLM_BASE_URL=fakes.urls["chat"],
+        COPINES_LLM_BASE_URL=fakes.url,
         COPINES_ORCHESTRATOR_MODEL="orch",
         COPINES_EXPERT_MODEL="expert",
         COPINES_FALLBACK_MODEL="fallback",
@@ -265,16 +250,28 @@ def server_env(args: argparse.Namespace, workdir: Path, fakes: Fakes) -> dict[st
         COPINES_RATE_PER_DAY_IP="100000000",
         COPINES_RATE_NEW_CONVERSATIONS_PER_HOUR="100000000",
     )
-    if fakes.urls["embeddings"]:
+    if args.embedder == "openai":
         env.update(
             COPINES_EMBEDDER="openai",
-            OPENAI_API_KEY=fakes.urls["embeddings_key"],
-            COPINES_EMBEDDINGS_BASE_URL=fakes.urls["embeddings"],
+            OPENAI_API_KEY="sk-bench",
+            COPINES_EMBEDDINGS_BASE_URL=fakes.url,
             COPINES_EMBEDDINGS_DIMENSIONS="512",
         )
     else:
         env.update(COPINES_EMBEDDER="local")
     return env
+
+
+@contextlib.contextmanager
+def database(args: argparse.Namespace, tmp: str) -> Iterator[str]:
+    """The run's database URL: a SQLite file, or a fresh Postgres database dropped afterwards."""
+    if args.store == "sqlite":
+        yield f"sqlite:///{Path(tmp) / 'load.db'}"
+        return
+    from tests._postgres import fresh_database, postgres_url
+
+    with fresh_database(postgres_url(os.environ.get("DATABASE_URL"))) as url:
+        yield url
 
 
 def copines(*args: str) -> list[str]:
@@ -299,8 +296,8 @@ def wait_ready(url: str, process: subprocess.Popen, log: Path) -> None:
     raise SystemExit("the server did not become ready within 180 s")
 
 
-def step_means(url: str) -> dict[str, float]:
-    """Mean seconds per turn step, from the server's Prometheus histograms."""
+def step_totals(url: str) -> dict[str, tuple[float, float]]:
+    """(sum of seconds, count) per turn step, from the server's Prometheus histograms."""
     import re
     import urllib.request
 
@@ -308,7 +305,17 @@ def step_means(url: str) -> dict[str, float]:
         text = response.read().decode()
     sums = dict(re.findall(r'copines_turn_step_seconds_sum\{step="(\w+)"\} ([0-9.e+-]+)', text))
     counts = dict(re.findall(r'copines_turn_step_seconds_count\{step="(\w+)"\} ([0-9.e+-]+)', text))
-    return {k: float(sums[k]) / float(counts[k]) for k in sums if float(counts.get(k, 0))}
+    return {k: (float(sums[k]), float(counts.get(k, 0))) for k in sums}
+
+
+def step_means(before: dict, after: dict) -> dict[str, float]:
+    """Mean milliseconds per step between two readings."""
+    means = {}
+    for step, (total, count) in after.items():
+        total0, count0 = before.get(step, (0.0, 0.0))
+        if count > count0:
+            means[step] = (total - total0) / (count - count0) * 1000
+    return means
 
 
 def summary(values: list[float]) -> tuple[float, float, float]:
@@ -323,6 +330,12 @@ def main() -> None:
     parser.add_argument("--model-seconds", type=float, default=2.0)
     parser.add_argument("--distinct", type=int, default=500, help="distinct questions among them")
     parser.add_argument("--embedder", choices=["openai", "local"], default="openai")
+    parser.add_argument(
+        "--store",
+        choices=["sqlite", "postgres"],
+        default="sqlite",
+        help="postgres: DATABASE_URL, or a pgserver started for the run (tests/_postgres.py)",
+    )
     parser.add_argument("--concurrency", type=int, default=32, help="phase 2 clients")
     parser.add_argument("--seconds", type=float, default=10.0, help="phase 2 duration")
     parser.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
@@ -330,11 +343,11 @@ def main() -> None:
     if not 1 <= args.conversations <= 2000 or not 1 <= args.concurrency <= 500:
         raise SystemExit("bounded: 1..2000 conversations, 1..500 clients")
 
-    fakes = Fakes(with_embeddings=args.embedder == "openai")
+    fakes = Fakes()
     try:
-        with tempfile.TemporaryDirectory(prefix="copines-load-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="copines-load-") as tmp, database(args, tmp) as db:
             workdir = Path(tmp)
-            env = server_env(args, workdir, fakes)
+            env = server_env(args, workdir, fakes, db)
             log = workdir / "server.log"
             print("ingesting the sample knowledge…", file=sys.stderr)
             subprocess.run(
@@ -373,6 +386,7 @@ def run_phases(args: argparse.Namespace, url: str, fakes: Fakes) -> str:
     # Phase 1: N conversations at once, the model taking `model_seconds`.
     fakes.expert_delay(args.model_seconds)
     messages = questions(args.conversations, args.distinct)
+    before = step_totals(url)
     print(f"phase 1: {len(messages)} concurrent conversations…", file=sys.stderr)
     outcomes, wall = asyncio.run(concurrent_streams(url, messages))
     ok = [o for o in outcomes if o.ok]
@@ -384,12 +398,12 @@ def run_phases(args: argparse.Namespace, url: str, fakes: Fakes) -> str:
     ttft = summary(firsts)
     own = summary(model_own)
     beyond = ttft[1] - own[1]
-    steps = step_means(url)
-    print(
-        "server mean per step (cumulative, ms):",
-        {k: round(v * 1000) for k, v in steps.items()},
-        file=sys.stderr,
-    )
+    # The turns record their steps once the visitor has her answer: give them a moment.
+    time.sleep(1.0)
+    steps = step_means(before, step_totals(url))
+    shown = ("load", "route", "retrieval", "generation", "postprocess", "save", "total")
+    breakdown = ", ".join(f"{k} {steps[k]:.0f} ms" for k in shown if k in steps)
+    print("server mean per step:", breakdown, file=sys.stderr)
 
     # Phase 2: /api/chat throughput with an instant model.
     fakes.expert_delay(0.0)
@@ -415,12 +429,14 @@ def run_phases(args: argparse.Namespace, url: str, fakes: Fakes) -> str:
         if args.embedder == "openai"
         else "bundled USE model, in the worker"
     )
+    store = "SQLite" if args.store == "sqlite" else "Postgres (pgvector, pool of 20)"
     error_note = f" ({'; '.join(sorted(set(errors))[:3])})" if errors else ""
     lines = [
-        f"Machine: {machine()}. One `copines serve` worker (uvicorn), SQLite store, {embedder}; "
+        f"Machine: {machine()}. One `copines serve` worker (uvicorn), {store} store, {embedder}; "
         f"client: aiohttp on 127.0.0.1; fake models in a process of their own. "
         f"Command: `python bench/load.py --conversations {args.conversations} "
-        f"--model-seconds {args.model_seconds:g} --distinct {args.distinct} --embedder {args.embedder}`.",
+        f"--model-seconds {args.model_seconds:g} --distinct {args.distinct} --embedder {args.embedder} "
+        f"--store {args.store}`.",
         "",
         f"**Phase 1**: {args.conversations} conversations start at once ({distinct} distinct "
         f"questions), over `POST /api/chat/stream`; the fake model answers in "
@@ -431,11 +447,12 @@ def run_phases(args: argparse.Namespace, url: str, fakes: Fakes) -> str:
         f"| end to end (request to `done`) | {ms(e2e[0])} | {ms(e2e[1])} | {ms(e2e[2])} | "
         f"p95 <= {ms(e2e_target)} | {verdict(e2e[1] <= e2e_target and not errors)} |",
         f"| first streamed token | {ms(ttft[0])} | {ms(ttft[1])} | {ms(ttft[2])} | | |",
-        f"| the fake model's own answer time | {ms(own[0])} | {ms(own[1])} | {ms(own[2])} | | |",
+        f"| the fake model's own time to first token | {ms(own[0])} | {ms(own[1])} | {ms(own[2])} | | |",
         f"| first token beyond the model's own p95 | | {ms(beyond)} | | <= 50 ms | "
         f"{verdict(beyond <= 0.05)} |",
         "",
-        f"Errors: {len(errors)} of {len(outcomes)}{error_note}.",
+        f"Errors: {len(errors)} of {len(outcomes)}{error_note}. Mean per step inside the "
+        f"worker (its /metrics): {breakdown}.",
         "",
         f"**Phase 2**: `POST /api/chat` with an instant fake model, {args.concurrency} clients "
         f"back to back for {elapsed:.1f} s (each continues its conversation for 5 turns): "
