@@ -184,3 +184,20 @@ async def test_pages_cannot_be_framed_or_cached(client, admin):
         assert response.headers["x-frame-options"] == "DENY"
         assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
         assert response.headers["cache-control"] == "no-store"
+
+
+async def test_forms_without_session_change_nothing(client, admin_deps):
+    seeded = await seed(admin_deps)
+    conversation = seeded.conversations["compta"]
+    escalation = seeded.escalations["compta"]
+    for path, data in (
+        (f"/admin/conversations/{conversation}/reply", {"content": "Bonjour"}),
+        (f"/admin/escalations/{escalation}/status", {"status": "handled"}),
+        ("/admin/knowledge/delete", {"filename": "agence-faq.md"}),
+    ):
+        response = await client.post(path, data={**data, "csrf_token": "x"})
+        assert response.status_code == 303
+        assert response.headers["location"] == "/admin/login"
+    assert all(m.role != "team" for m in await admin_deps.store.get_messages(conversation))
+    assert (await admin_deps.store.get_escalation(escalation)).status == "open"
+    assert await admin_deps.store.get_document("agence-faq.md") is not None
