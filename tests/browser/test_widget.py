@@ -14,6 +14,7 @@ import pytest
 from copines.store import create_store
 from copines.store.base import Message
 from tests.api.live import live_server
+from tests.fakes.openai_chat import Reply
 
 pytestmark = pytest.mark.browser
 
@@ -297,3 +298,21 @@ def test_screenshots(browser, site, tmp_path, name, viewport):
             target.replace(DOCS / f"widget-{name}.png")
     finally:
         context.close()
+
+
+def test_a_hand_off_says_clearly_that_a_person_takes_over(page, site, fake):
+    fake.default(
+        "orch",
+        Reply(
+            '{"agent": "escalate", "confidence": 0.9, "primary_need": "parler à une personne",'
+            ' "secondary_needs": [], "reasoning": "Demande un humain."}'
+        ),
+    )
+    page.goto(site.url + "/")
+    page.locator("copines-chat .launcher").click()
+    ask(page, "Je voudrais parler à une vraie personne de l'équipe, s'il te plaît.")
+    answer = last_answer(page)
+    answer.locator(".handoff").wait_for(timeout=20_000)
+    assert answer.locator(".author").text_content() == "L'équipe"
+    assert "une personne te répond ici même" in answer.locator(".handoff").text_content()
+    assert answer.locator(".bubble").text_content().strip()
