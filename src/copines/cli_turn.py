@@ -71,7 +71,7 @@ async def analyze_item(deps: Deps, message: str, history: list[Message]) -> dict
     vector = await deps.embedder.embed_one(message)
     earlier = [m.content for m in history if m.role == "user"][-4:]
     previous = [await deps.embedder.embed_one(text) for text in earlier]
-    return analyze(message, vector, previous).public()
+    return analyze(message, vector, previous, earlier=earlier).public()
 
 
 def read_jsonl(lines: Iterable[str]) -> Iterable[tuple[int, dict | None, str | None]]:

@@ -11,6 +11,7 @@ from copines.text import fold
 
 LOOP_SIMILARITY = 0.45  # USE cosine: above this, two visitor messages ask the same thing
 LOOP_WITH_MARKER = 0.15  # "je reformule", "toujours pas": a weak echo is enough
+DEEP_QUESTIONS = 3  # this many long questions before the current one: deeper help may fit
 
 ACCOMPANIMENT_NOTE = (
     "💡 J'ai l'impression qu'on tourne un peu en rond sur ce sujet, et c'est normal : certaines "
@@ -191,7 +192,7 @@ def upsell_trigger(text: str, deep_questions: int = 0) -> str:
     match = _UPSELL.search(fold(text))
     if match:
         return match.group(0)
-    if deep_questions >= 4:
+    if deep_questions >= DEEP_QUESTIONS:
         return "questions approfondies répétées"
     return ""
 
@@ -216,20 +217,30 @@ def detect_loop(message: str, vector: np.ndarray, previous: list[np.ndarray]) ->
     return best >= threshold, best
 
 
+def deep_questions(earlier: list[str]) -> int:
+    """How many of the visitor's earlier messages were long, real questions."""
+    return sum(1 for text in earlier if "?" in text and len(text.split()) >= 10)
+
+
 def analyze(
     message: str,
     vector: np.ndarray,
     previous: list[np.ndarray],
     *,
+    earlier: list[str] | None = None,
     sentiment_hint: str | None = None,
     upsell_hint: bool | None = None,
 ) -> Analysis:
-    """All the signals of one visitor message; the orchestrator's hints, when any, are combined."""
+    """All the signals of one visitor message; the orchestrator's hints, when any, are combined.
+
+    `previous` are the embeddings of the visitor's recent messages, `earlier` their texts.
+    """
     loop, similarity = detect_loop(message, vector, previous)
     mood = sentiment(message)
     if sentiment_hint in ("positive", "negative") and mood == "neutral":
         mood = sentiment_hint  # the model saw what the lexicon missed
-    reason = upsell_trigger(message, deep_questions=len(previous))
+    deep = deep_questions(earlier or []) if "?" in message else 0
+    reason = upsell_trigger(message, deep_questions=deep)
     upsell = bool(reason) or bool(upsell_hint)
     if upsell_hint and not reason:
         reason = "signal de l'orchestrateur"

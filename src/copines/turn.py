@@ -255,6 +255,7 @@ class TurnRunner:
             message,
             turn.vector,
             await earlier_task,
+            earlier=[m.content for m in turn.history if m.role == "user"][-LOOP_PREVIOUS:],
             sentiment_hint=decision.sentiment_hint,
             upsell_hint=decision.upsell_hint,
         )

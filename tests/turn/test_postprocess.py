@@ -62,9 +62,18 @@ def test_no_upsell_on_ordinary_questions(text):
     assert not upsell_trigger(text)
 
 
-def test_repeated_deep_questions_are_an_upsell_signal():
-    assert upsell_trigger("Et ensuite je fais quoi ?", deep_questions=4)
-    assert not upsell_trigger("Et ensuite je fais quoi ?", deep_questions=1)
+async def test_repeated_deep_questions_are_an_upsell_signal(embedder):
+    earlier = [
+        "Comment je structure ma séquence de bienvenue quand je vends des soins énergétiques ?",
+        "Et pour la page de vente, quelles sections je dois prévoir et dans quel ordre ?",
+        "Comment je relie ensuite le paiement Stripe à mon espace de formation sur Kajabi ?",
+    ]
+    previous = [await embedder.embed_one(t) for t in earlier]
+    text = "Et pour les relances après le webinaire, je fais comment ?"
+    vector = await embedder.embed_one(text)
+    assert analyze(text, vector, previous, earlier=earlier).upsell
+    assert not analyze(text, vector, previous[:1], earlier=earlier[:1]).upsell
+    assert not analyze("Merci !", vector, previous, earlier=earlier).upsell
 
 
 async def test_loop_by_embedding_similarity_not_exact_text(embedder):
