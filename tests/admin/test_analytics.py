@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from copines.admin.analytics import percentile
+from copines.admin.turns import CONSOLE_TZ
 from tests.admin.conftest import TURNS, backdate, db_path, seed
 
 
@@ -28,7 +29,7 @@ def test_percentile_nearest_rank():
 async def test_analytics_equal_the_stored_turns(admin, admin_deps):
     seeded = await seed(admin_deps)
     # Two turns happened three days ago (both messages of each), the rest today.
-    today = datetime.now(UTC).date()
+    today = datetime.now(CONSOLE_TZ).date()  # the console counts the agency's days
     earlier = datetime.now(UTC) - timedelta(days=3)
     moved = ["kajabi", "hooks"]
     ids = []
@@ -63,7 +64,8 @@ async def test_analytics_equal_the_stored_turns(admin, admin_deps):
         )
         for t in TURNS
     ]
-    day_of = {r["name"]: (earlier.date() if r["name"] in moved else today) for r in rows}
+    earlier_day = earlier.astimezone(CONSOLE_TZ).date()
+    day_of = {r["name"]: (earlier_day if r["name"] in moved else today) for r in rows}
     per_day: dict[str, dict[str, int]] = {}
     for r in rows:
         day = day_of[r["name"]].isoformat()

@@ -8,13 +8,25 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from copines.experts import ESCALATE
 from copines.store.base import Escalation, Feedback, Message
 
 UNKNOWN = "inconnu"
+
+
+def _console_tz() -> tzinfo:
+    """The agency's time zone: days and hours in the console are French ones."""
+    try:
+        return ZoneInfo("Europe/Paris")
+    except ZoneInfoNotFoundError:  # no tz database (slim images): UTC rather than failing
+        return UTC
+
+
+CONSOLE_TZ = _console_tz()
 
 
 def _label(value: Any) -> str | None:
@@ -118,7 +130,8 @@ class Turn:
 
     @property
     def day(self) -> date:
-        return (self.message.created_at or datetime.min).date()
+        created = self.message.created_at or datetime.min.replace(tzinfo=UTC)
+        return created.astimezone(CONSOLE_TZ).date()
 
     @property
     def question_text(self) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -12,6 +12,7 @@ from fastapi.templating import Jinja2Templates
 
 from copines.admin.analytics import step_label
 from copines.admin.auth import SESSION_COOKIE, Session, admin_token, csrf_ok, read_session
+from copines.admin.turns import CONSOLE_TZ
 from copines.deps import Deps
 from copines.experts import ESCALATE, SHARED
 
@@ -131,8 +132,8 @@ def parse_day(value: str | None) -> date | None:
 
 
 def period(since: str | None, until: str | None, default_days: int = 30) -> tuple[date, date]:
-    """The [start, end] days of a filter (UTC), the last `default_days` days by default."""
-    end = parse_day(until) or datetime.now(UTC).date()
+    """The [start, end] days of a filter (the agency's days), the last `default_days` by default."""
+    end = parse_day(until) or datetime.now(CONSOLE_TZ).date()
     start = parse_day(since) or end - timedelta(days=default_days - 1)
     if start > end:
         start, end = end, start
@@ -140,14 +141,14 @@ def period(since: str | None, until: str | None, default_days: int = 30) -> tupl
 
 
 def day_bounds(start: date, end: date) -> tuple[datetime, datetime]:
-    """The datetimes covering whole days start..end (UTC)."""
-    lo = datetime(start.year, start.month, start.day, tzinfo=UTC)
-    hi = datetime(end.year, end.month, end.day, tzinfo=UTC) + timedelta(days=1)
+    """The datetimes covering whole days start..end, in the agency's time zone."""
+    lo = datetime(start.year, start.month, start.day, tzinfo=CONSOLE_TZ)
+    hi = datetime.combine(end + timedelta(days=1), datetime.min.time(), tzinfo=CONSOLE_TZ)
     return lo, hi
 
 
 def fmt_dt(value: datetime | None) -> str:
-    return value.astimezone(UTC).strftime("%d/%m/%Y %H:%M") if value else "—"
+    return value.astimezone(CONSOLE_TZ).strftime("%d/%m/%Y %H:%M") if value else "—"
 
 
 def fmt_money(value: float | None) -> str:
