@@ -283,3 +283,17 @@ async def test_hnsw_recall_against_exact_search_on_the_sample_knowledge(
             total += len(exact)
     assert total > 0
     assert hits / total >= 0.98
+
+
+async def test_keyword_ranking_prefers_chunks_holding_every_word(pg_store: PostgresStore) -> None:
+    chunks = [
+        ChunkRecord(i, f"Un paragraphe sur le calendrier éditorial, numéro {i}.") for i in range(30)
+    ]
+    chunks.append(ChunkRecord(30, "Ton calendrier éditorial pour tes reels de la semaine."))
+    await pg_store.save_document(
+        DocumentRecord("carole.md", "C", "carole", "h"), chunks, _unit(len(chunks), 8, 3), "test:8"
+    )
+    ids = await pg_store.keyword_search("carole", ["reel", "calendri"], 10)
+    best = await pg_store.get_passages("carole", ids[:1])
+    assert best[0].text.startswith("Ton calendrier")
+    assert len(ids) == 10

@@ -102,7 +102,11 @@ class PostgresStore(ConversationsMixin, Store):
             self.url,
             min_size=self.settings.pg_pool_min_size,
             max_size=max(self.settings.pg_pool_max_size, self.settings.pg_pool_min_size),
-            kwargs={"prepare_threshold": None, "row_factory": dict_row},
+            kwargs={
+                "prepare_threshold": None,  # nothing prepared: transaction poolers welcome
+                "row_factory": dict_row,
+                "connect_timeout": max(1, int(self.settings.pg_connect_timeout)),
+            },
             configure=self._configure,
             timeout=self.settings.pg_connect_timeout,
             open=False,
@@ -429,14 +433,16 @@ class PostgresStore(ConversationsMixin, Store):
         ef = math.ceil(base * total / max(mine, 1))
         return False, max(base, min(ef, _MAX_EF_SEARCH))
 
-    def _check_dim(self, vector: np.ndarray) -> None:
+    async def _check_dim(self, vector: np.ndarray) -> None:
+        if self.dim is not None and len(vector) != self.dim:
+            await self.get_embedder_id()  # another process may have reindexed meanwhile
         if self.dim is not None and len(vector) != self.dim:
             raise mismatch_error(self.embedder_id or "?", f"an embedder of {len(vector)} dims")
 
     async def dense_search(
         self, expert: str, vector: np.ndarray, limit: int, threshold: float
     ) -> list[tuple[int, float]]:
-        self._check_dim(vector)
+        await self._check_dim(vector)
         exact, ef_search = await self.search_plan(expert)
         return await self.match_chunks(expert, vector, limit, threshold, exact, ef_search)
 
@@ -519,7 +525,7 @@ class PostgresStore(ConversationsMixin, Store):
         )
         params: dict[str, Any] = {"ids": list(chunk_ids), "expert": expert, "shared": SHARED}
         if vector is not None:
-            self._check_dim(vector)
+            await self._check_dim(vector)
             query = select.format(score="1 - (c.embedding <=> %(vector)s)")
             params["vector"] = np.asarray(vector, dtype=np.float32)
         else:
