@@ -247,7 +247,7 @@
     if (m.status === "failed") view.bubble.classList.add("failed");
     addSources(view, m.sources);
     if (m.role === "assistant") addThumbs(view, m.id);
-    if (m.agent === "escalate") addHandoff(view);
+    if (m.agent === "escalate") { addHandoff(view); markHandoff(); }
     return view;
   }
   function greet() {
@@ -280,6 +280,12 @@
       return text;
     });
   }
+  function markHandoff() {
+    if (state.conversation && !state.conversation.handoff) {
+      state.conversation.handoff = true;
+      save(STORE_KEY, state.conversation, localStorage);
+    }
+  }
   function forget() {
     state.conversation = null; state.lastId = 0;
     save(STORE_KEY, null, localStorage);
@@ -310,7 +316,8 @@
   }
   function schedulePoll() {
     clearTimeout(state.timer);
-    if (!state.conversation) return;
+    // Closed, it only watches for the team's reply after a hand-off (keeps idle pages quiet).
+    if (!state.conversation || (!state.open && !state.conversation.handoff)) return;
     state.timer = setTimeout(function () {
       (state.busy ? Promise.resolve() : fetchNew()).then(schedulePoll);
     }, state.open ? POLL_OPEN_MS : POLL_CLOSED_MS);
@@ -392,7 +399,7 @@
           markdown(view.bubble, raw);
           if (d.error) view.bubble.classList.add("failed");
           addSources(view, d.sources);
-          if (d.escalated) addHandoff(view);
+          if (d.escalated) { addHandoff(view); markHandoff(); }
           addThumbs(view, d.message_id);
           scrollDown();
         } else if (name === "error") {
