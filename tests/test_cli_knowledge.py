@@ -137,9 +137,9 @@ def test_search_jsonl_batch(cli: Invoke, sample_knowledge_sqlite: Path, tmp_path
         assert {"filename", "owner", "score", "text"} <= set(line["results"][0])
     assert lines[0]["results"][0]["filename"] == "audrey-funnel-tracking-pixels-utm.md"
     assert lines[1]["results"][0]["filename"] == "carole-instagram-carrousels.md"
-    assert lines[2]["results"] == [] and "line 4" in lines[2]["error"]
+    assert lines[2]["results"] == [] and "line 4: not JSON" in lines[2]["error"]
     assert lines[3]["id"] == "q4" and "no expert 'bob'" in lines[3]["error"]
-    assert lines[4]["results"] == [] and "query" in lines[4]["error"]
+    assert lines[4]["id"] == "q5" and "'query' is required" in lines[4]["error"]
     # Reading stdin works too.
     piped = ok(cli("search", "--jsonl", "-", input=batch.read_text().splitlines()[0] + "\n"))
     assert json.loads(piped.stdout)["id"] == "q1"

@@ -207,17 +207,28 @@ def search(query: str | None, expert: str | None, k: int | None, as_json: bool, 
                     continue
                 try:
                     item = json.loads(line)
-                    result = await deps.retriever.search(item["expert"], item["query"], k=k)
+                except ValueError as exc:
                     emit_json(
-                        {
-                            "id": item.get("id"),
-                            "results": [_passage_json(p) for p in result.passages],
-                        }
+                        {"id": None, "error": f"line {number}: not JSON ({exc})", "results": []}
                     )
-                except (ValueError, KeyError, TypeError) as exc:
-                    emit_json({"id": None, "error": f"line {number}: {exc}", "results": []})
+                    continue
+                ident = item.get("id") if isinstance(item, dict) else None
+                query_text = item.get("query") if isinstance(item, dict) else None
+                name = item.get("expert") if isinstance(item, dict) else None
+                if not isinstance(query_text, str) or not query_text.strip():
+                    error = f"line {number}: a non-empty 'query' is required"
+                    emit_json({"id": ident, "error": error, "results": []})
+                    continue
+                if not isinstance(name, str):
+                    error = f"line {number}: 'expert' is required"
+                    emit_json({"id": ident, "error": error, "results": []})
+                    continue
+                try:
+                    result = await deps.retriever.search(name, query_text, k=k)
                 except CopinesError as exc:
-                    emit_json({"id": item.get("id"), "error": str(exc), "results": []})
+                    emit_json({"id": ident, "error": str(exc), "results": []})
+                    continue
+                emit_json({"id": ident, "results": [_passage_json(p) for p in result.passages]})
 
         run(batch)
         return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import PurePath
 
 import numpy as np
@@ -34,10 +35,14 @@ def pattern_in(pattern: str, name: str) -> bool:
     ("reels", "emailing", "funnels") without "insta" tagging "installation" or "content"
     tagging "mecontentement".
     """
+    rule = _pattern_rule(pattern)
+    return rule is not None and rule.search(name) is not None
+
+
+@lru_cache(maxsize=1024)
+def _pattern_rule(pattern: str) -> re.Pattern[str] | None:
     words = "-".join(re.findall(r"[a-z0-9]+", fold(pattern)))
-    if not words:
-        return False
-    return re.search(rf"-{re.escape(words)}(?:s|x|es|ing|ings)?-", name) is not None
+    return re.compile(rf"-{re.escape(words)}(?:s|x|es|ing|ings)?-") if words else None
 
 
 class OwnerTagger:
