@@ -328,8 +328,11 @@ def main() -> None:
     )
     parser.add_argument("--conversations", type=int, default=500)
     parser.add_argument("--model-seconds", type=float, default=2.0)
-    parser.add_argument("--distinct", type=int, default=500, help="distinct questions among them")
-    parser.add_argument("--embedder", choices=["openai", "local"], default="openai")
+    parser.add_argument("--distinct", type=int, default=500, help="distinct questions (openai)")
+    parser.add_argument(
+        "--local-distinct", type=int, default=50, help="distinct questions with the USE model"
+    )
+    parser.add_argument("--embedder", choices=["openai", "local", "both"], default="both")
     parser.add_argument(
         "--store",
         choices=["sqlite", "postgres"],
@@ -343,40 +346,121 @@ def main() -> None:
     if not 1 <= args.conversations <= 2000 or not 1 <= args.concurrency <= 500:
         raise SystemExit("bounded: 1..2000 conversations, 1..500 clients")
 
+    embedders = ["openai", "local"] if args.embedder == "both" else [args.embedder]
     fakes = Fakes()
     try:
-        with tempfile.TemporaryDirectory(prefix="copines-load-") as tmp, database(args, tmp) as db:
-            workdir = Path(tmp)
-            env = server_env(args, workdir, fakes, db)
-            log = workdir / "server.log"
-            print("ingesting the sample knowledge…", file=sys.stderr)
-            subprocess.run(
-                copines("ingest", str(ROOT / "examples" / "knowledge"), "--json"),
-                env=env, cwd=workdir, check=True, stdout=subprocess.DEVNULL,
-            )  # fmt: skip
-            port = free_port()
-            url = f"http://127.0.0.1:{port}"
-            with log.open("w") as out:
-                server = subprocess.Popen(
-                    copines("serve", "--port", str(port), "--log-level", "warning"),
-                    env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT,
-                )  # fmt: skip
-            try:
-                wait_ready(url, server, log)
-                report = run_phases(args, url, fakes)
-            finally:
-                server.terminate()
-                try:
-                    server.wait(30)
-                except subprocess.TimeoutExpired:
-                    server.kill()
-                    server.wait()
+        blocks = [run_config(args, fakes, embedder) for embedder in embedders]
+        blocks.append(client_comparison(args, fakes))
     finally:
         fakes.close()
+    report = "\n\n".join(
+        [
+            f"Machine: {machine()}. Command: `python bench/load.py` (defaults: "
+            f"{args.conversations} conversations, a model answering in {args.model_seconds:g} s). "
+            "Each run: one `copines serve` worker (uvicorn) as its own process, the fake models "
+            "in another (bench/_fake_llm.py), the client in this one (aiohttp on 127.0.0.1). "
+            "Rate limits raised through settings.",
+            *blocks,
+        ]
+    )
     print(report)
     if not args.no_write:
         update_section("load", report)
         print("docs/benchmarks.md updated (section load)", file=sys.stderr)
+
+
+def run_config(args: argparse.Namespace, fakes: Fakes, embedder: str) -> str:
+    """Start a server for one configuration, run both phases against it, stop it."""
+    args = argparse.Namespace(**vars(args))
+    args.embedder = embedder
+    if embedder == "local":
+        args.distinct = args.local_distinct
+    fakes.expert_delay(0.0)
+    with tempfile.TemporaryDirectory(prefix="copines-load-") as tmp, database(args, tmp) as db:
+        workdir = Path(tmp)
+        env = server_env(args, workdir, fakes, db)
+        log = workdir / "server.log"
+        print(f"[{embedder}] ingesting the sample knowledge…", file=sys.stderr)
+        subprocess.run(
+            copines("ingest", str(ROOT / "examples" / "knowledge"), "--json"),
+            env=env, cwd=workdir, check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        with log.open("w") as out:
+            server = subprocess.Popen(
+                copines("serve", "--port", str(port), "--log-level", "warning"),
+                env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        try:
+            wait_ready(url, server, log)
+            return run_phases(args, url, fakes)
+        finally:
+            server.terminate()
+            try:
+                server.wait(30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+async def _stream_times(n: int, url: str, use_httpx: bool) -> list[float]:
+    """Time to the first piece of `n` concurrent streamed completions, through one client."""
+    body = {"model": "expert", "stream": True, "messages": [{"role": "user", "content": "?"}]}
+
+    async def timed(read) -> float:
+        start = time.perf_counter()
+        await read()
+        return time.perf_counter() - start
+
+    if use_httpx:
+        import httpx
+
+        limits = httpx.Limits(max_connections=2000, max_keepalive_connections=200)
+        async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+
+            async def one() -> None:
+                async with client.stream("POST", f"{url}/chat/completions", json=body) as r:
+                    async for _line in r.aiter_lines():
+                        return
+
+            return await asyncio.gather(*(timed(one) for _ in range(n)))
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one() -> None:
+            async with session.post(f"{url}/chat/completions", json=body) as r:
+                async for _line in r.content:
+                    return
+
+        return await asyncio.gather(*(timed(one) for _ in range(n)))
+
+
+def client_comparison(args: argparse.Namespace, fakes: Fakes) -> str:
+    """The HTTP client a worker uses to reach the model, alone, at the same concurrency."""
+    fakes.expert_delay(args.model_seconds)
+    rows = []
+    for name, use_httpx in (("aiohttp, no connection cap", False), ("httpx, pool of 2000", True)):
+        print(f"client comparison: {name}…", file=sys.stderr)
+        times = asyncio.run(_stream_times(args.conversations, fakes.url, use_httpx))
+        own = fakes.expert_times()
+        fakes.expert_delay(args.model_seconds)  # clears the records
+        beyond = percentile(times, 95) - percentile(own, 95)
+        rows.append(
+            f"| {name} | {percentile(times, 50) * 1000:.0f} ms | "
+            f"{percentile(times, 95) * 1000:.0f} ms | {beyond * 1000:.0f} ms |"
+        )
+    return "\n".join(
+        [
+            f"**The model client alone**: {args.conversations} streamed completions at once "
+            f"from one process to the fake model ({args.model_seconds:g} s), no service in "
+            "between: what the HTTP client itself adds to the first token.",
+            "",
+            "| client | first piece p50 | p95 | p95 beyond the model's own |",
+            "| --- | --- | --- | --- |",
+            *rows,
+        ]
+    )
 
 
 def run_phases(args: argparse.Namespace, url: str, fakes: Fakes) -> str:
@@ -432,11 +516,7 @@ def run_phases(args: argparse.Namespace, url: str, fakes: Fakes) -> str:
     store = "SQLite" if args.store == "sqlite" else "Postgres (pgvector, pool of 20)"
     error_note = f" ({'; '.join(sorted(set(errors))[:3])})" if errors else ""
     lines = [
-        f"Machine: {machine()}. One `copines serve` worker (uvicorn), {store} store, {embedder}; "
-        f"client: aiohttp on 127.0.0.1; fake models in a process of their own. "
-        f"Command: `python bench/load.py --conversations {args.conversations} "
-        f"--model-seconds {args.model_seconds:g} --distinct {args.distinct} --embedder {args.embedder} "
-        f"--store {args.store}`.",
+        f"### {store} store, {embedder}",
         "",
         f"**Phase 1**: {args.conversations} conversations start at once ({distinct} distinct "
         f"questions), over `POST /api/chat/stream`; the fake model answers in "
