@@ -439,3 +439,21 @@ async def test_injection_in_a_document_stays_inside_its_source_block(llm_deps, f
     assert sources.count("<source ") == sources.count("</source>") == len(result.sources)
     assert sources.count("</sources>") == 1 and sources.rstrip().endswith("</sources>")
     assert "Bob" in sources  # quoted as data, inside its block
+
+
+# Every backend ------------------------------------------------------------------------------
+async def test_turns_on_every_backend(deps):
+    """An empty knowledge base: an honest answer, the escalation and the history all stored."""
+    runner = TurnRunner(deps)
+    cid = await new_conversation(deps)
+    answer = await runner.run(cid, CAROLE_Q)
+    handoff = await runner.run(cid, "Je voudrais être remboursée s'il vous plaît")
+    await runner.aclose()
+    assert answer.agent == "carole" and answer.sources == [] and "rien" in answer.response
+    assert handoff.escalated
+    messages = await deps.store.get_messages(cid)
+    assert [m.role for m in messages] == ["user", "assistant", "user", "assistant"]
+    assert messages[1].meta["rule"] and messages[3].agent == "escalate"
+    [escalation] = await deps.store.list_escalations("open")
+    assert escalation.message_id == handoff.message_id
+    assert (await deps.store.get_conversation(cid)).expert == "carole"
