@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -163,3 +164,35 @@ def test_metrics_count_turns_steps_tokens_and_cost(model_server: LiveServer):
     assert 'copines_llm_tokens_total{kind="completion"}' in text
     assert "copines_llm_cost_usd_total" in text
     assert "copines_stream_first_token_seconds_count 1.0" in text
+
+
+def test_a_visitor_who_leaves_mid_answer_loses_nothing(model_server: LiveServer, fake: FakeChat):
+    fake.default("expert", Reply(ANSWER, chunk_delay=0.3, chunk_words=1))
+    with (
+        httpx.Client(timeout=30) as http,
+        http.stream("POST", f"{model_server.url}/api/chat/stream", json={"message": QUESTION}) as r,
+    ):
+        decision = None
+        for line in r.iter_lines():
+            if line.startswith("data:") and decision is None:
+                decision = json.loads(line[5:])
+            if line.startswith("event: token"):
+                break  # the visitor closes the page while the answer is being written
+    assert decision is not None
+    headers = {"X-Conversation-Token": decision["token"]}
+    url = f"{model_server.url}/api/conversations/{decision['conversation_id']}"
+    for _ in range(100):
+        messages = httpx.get(url, headers=headers).json()["messages"]
+        if len(messages) == 2:
+            break
+        time.sleep(0.1)
+    assert messages[0]["role"] == "user" and messages[0]["content"] == QUESTION
+    assert messages[1]["role"] == "assistant" and messages[1]["status"] == "failed"
+    # The service carries on for everyone, her included.
+    again = httpx.post(
+        f"{model_server.url}/api/chat",
+        json={"message": "Tu peux répéter ?", "conversation_id": decision["conversation_id"]},
+        headers=headers,
+        timeout=30,
+    )
+    assert again.status_code == 200

@@ -243,7 +243,7 @@
     if (m.role === "user") { addUser(m.content); return; }
     var who = speaker(m);
     var view = addAnswer(who);
-    markdown(view.bubble, m.content);
+    markdown(view.bubble, m.content || (m.status === "failed" ? T.interrupted : ""));
     if (m.status === "failed") view.bubble.classList.add("failed");
     addSources(view, m.sources);
     if (m.role === "assistant") addThumbs(view, m.id);
