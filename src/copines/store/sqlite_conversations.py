@@ -1,0 +1,299 @@
+"""The conversation half of the SQLite store: conversations, messages, escalations, feedback."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime
+from typing import Any
+
+from copines.errors import NotFoundError
+from copines.store.base import Conversation, Escalation, Feedback, Message
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+class SQLiteConversations:
+    """Mixed into `SQLiteStore`, which provides `_run` (the connection's thread) and `_tx`."""
+
+    # Conversations -------------------------------------------------------------------
+    @staticmethod
+    def _conversation(row: sqlite3.Row) -> Conversation:
+        return Conversation(
+            id=row["id"],
+            token_hash=row["token_hash"],
+            expert=row["expert"],
+            created_at=_dt(row["created_at"]),
+            updated_at=_dt(row["updated_at"]),
+            messages=row["messages"],
+        )
+
+    _CONV_SELECT = (
+        "SELECT v.*, (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = v.id) "
+        "AS messages FROM conversations v"
+    )
+
+    async def create_conversation(self, conversation_id: str, token_hash: str) -> Conversation:
+        def write(db: sqlite3.Connection) -> Conversation:
+            now = _now()
+            db.execute(
+                "INSERT INTO conversations (id, token_hash, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?)",
+                (conversation_id, token_hash, now, now),
+            )
+            return Conversation(conversation_id, token_hash, _dt(now), _dt(now))
+
+        return await self._run(write)
+
+    async def get_conversation(self, conversation_id: str) -> Conversation | None:
+        def read(db: sqlite3.Connection) -> Conversation | None:
+            row = db.execute(self._CONV_SELECT + " WHERE v.id = ?", (conversation_id,)).fetchone()
+            return self._conversation(row) if row else None
+
+        return await self._run(read)
+
+    async def set_conversation_expert(self, conversation_id: str, expert: str | None) -> None:
+        await self._run(
+            lambda db: db.execute(
+                "UPDATE conversations SET expert = ?, updated_at = ? WHERE id = ?",
+                (expert, _now(), conversation_id),
+            )
+        )
+
+    async def list_conversations(
+        self, limit: int = 50, offset: int = 0, filters: dict[str, Any] | None = None
+    ) -> list[Conversation]:
+        filters = filters or {}
+        where, params = [], []
+        if filters.get("expert"):
+            where.append("v.expert = ?")
+            params.append(filters["expert"])
+        if filters.get("since"):
+            where.append("v.updated_at >= ?")
+            params.append(filters["since"].isoformat())
+        if filters.get("until"):
+            where.append("v.updated_at < ?")
+            params.append(filters["until"].isoformat())
+        clause = (" WHERE " + " AND ".join(where)) if where else ""
+
+        def read(db: sqlite3.Connection) -> list[Conversation]:
+            rows = db.execute(
+                self._CONV_SELECT + clause + " ORDER BY v.updated_at DESC LIMIT ? OFFSET ?",
+                (*params, limit, offset),
+            ).fetchall()
+            return [self._conversation(r) for r in rows]
+
+        return await self._run(read)
+
+    @staticmethod
+    def _message(row: sqlite3.Row) -> Message:
+        return Message(
+            id=row["id"],
+            conversation_id=row["conversation_id"],
+            role=row["role"],
+            content=row["content"],
+            status=row["status"],
+            agent=row["agent"],
+            confidence=row["confidence"],
+            router=row["router"],
+            sources=json.loads(row["sources"]),
+            model=row["model"],
+            prompt_tokens=row["prompt_tokens"],
+            completion_tokens=row["completion_tokens"],
+            cost_usd=row["cost_usd"],
+            timings_ms=json.loads(row["timings"]),
+            meta=json.loads(row["meta"]),
+            created_at=_dt(row["created_at"]),
+        )
+
+    async def add_message(self, message: Message) -> int:
+        def write(db: sqlite3.Connection) -> int:
+            now = _now()
+            with self._tx(db):
+                cursor = db.execute(
+                    "INSERT INTO messages (conversation_id, role, content, status, agent, "
+                    "confidence, router, sources, model, prompt_tokens, completion_tokens, "
+                    "cost_usd, timings, meta, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        message.conversation_id,
+                        message.role,
+                        message.content,
+                        message.status,
+                        message.agent,
+                        message.confidence,
+                        message.router,
+                        json.dumps(message.sources, ensure_ascii=False),
+                        message.model,
+                        message.prompt_tokens,
+                        message.completion_tokens,
+                        message.cost_usd,
+                        json.dumps(message.timings_ms),
+                        json.dumps(message.meta, ensure_ascii=False, default=str),
+                        now,
+                    ),
+                )
+                db.execute(
+                    "UPDATE conversations SET updated_at = ? WHERE id = ?",
+                    (now, message.conversation_id),
+                )
+            message.id = int(cursor.lastrowid)
+            message.created_at = _dt(now)
+            return message.id
+
+        return await self._run(write)
+
+    async def get_messages(
+        self, conversation_id: str, limit: int | None = None, after_id: int | None = None
+    ) -> list[Message]:
+        def read(db: sqlite3.Connection) -> list[Message]:
+            rows = db.execute(
+                "SELECT * FROM messages WHERE conversation_id = ? AND id > ? "
+                "ORDER BY id DESC LIMIT ?",
+                (conversation_id, after_id or 0, -1 if limit is None else limit),
+            ).fetchall()
+            return [self._message(r) for r in reversed(rows)]
+
+        return await self._run(read)
+
+    async def messages_between(
+        self, since: datetime | None = None, until: datetime | None = None
+    ) -> list[Message]:
+        def read(db: sqlite3.Connection) -> list[Message]:
+            rows = db.execute(
+                "SELECT * FROM messages WHERE created_at >= ? AND created_at < ? ORDER BY id",
+                (
+                    since.astimezone(UTC).isoformat() if since else "",
+                    until.astimezone(UTC).isoformat() if until else "9999",
+                ),
+            ).fetchall()
+            return [self._message(r) for r in rows]
+
+        return await self._run(read)
+
+    async def get_message(self, message_id: int) -> Message | None:
+        def read(db: sqlite3.Connection) -> Message | None:
+            row = db.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
+            return self._message(row) if row else None
+
+        return await self._run(read)
+
+    # Escalations and feedback --------------------------------------------------------
+    @staticmethod
+    def _escalation(row: sqlite3.Row) -> Escalation:
+        return Escalation(
+            id=row["id"],
+            conversation_id=row["conversation_id"],
+            message_id=row["message_id"],
+            reason=row["reason"],
+            primary_need=row["primary_need"],
+            brief=row["brief"],
+            closest_expert=row["closest_expert"],
+            status=row["status"],
+            meta=json.loads(row["meta"]),
+            created_at=_dt(row["created_at"]),
+            updated_at=_dt(row["updated_at"]),
+        )
+
+    async def add_escalation(self, escalation: Escalation) -> int:
+        def write(db: sqlite3.Connection) -> int:
+            now = _now()
+            cursor = db.execute(
+                "INSERT INTO escalations (conversation_id, message_id, reason, primary_need, "
+                "brief, closest_expert, status, meta, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    escalation.conversation_id,
+                    escalation.message_id,
+                    escalation.reason,
+                    escalation.primary_need,
+                    escalation.brief,
+                    escalation.closest_expert,
+                    escalation.status,
+                    json.dumps(escalation.meta, ensure_ascii=False, default=str),
+                    now,
+                    now,
+                ),
+            )
+            escalation.id = int(cursor.lastrowid)
+            return escalation.id
+
+        return await self._run(write)
+
+    async def list_escalations(self, status: str | None = "open") -> list[Escalation]:
+        def read(db: sqlite3.Connection) -> list[Escalation]:
+            if status is None:
+                rows = db.execute("SELECT * FROM escalations ORDER BY id DESC").fetchall()
+            else:
+                rows = db.execute(
+                    "SELECT * FROM escalations WHERE status = ? ORDER BY id DESC", (status,)
+                ).fetchall()
+            return [self._escalation(r) for r in rows]
+
+        return await self._run(read)
+
+    async def get_escalation(self, escalation_id: int) -> Escalation | None:
+        def read(db: sqlite3.Connection) -> Escalation | None:
+            row = db.execute("SELECT * FROM escalations WHERE id = ?", (escalation_id,)).fetchone()
+            return self._escalation(row) if row else None
+
+        return await self._run(read)
+
+    async def set_escalation_status(self, escalation_id: int, status: str) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            cursor = db.execute(
+                "UPDATE escalations SET status = ?, updated_at = ? WHERE id = ?",
+                (status, _now(), escalation_id),
+            )
+            if cursor.rowcount == 0:
+                raise NotFoundError(f"no escalation {escalation_id}")
+
+        await self._run(write)
+
+    async def add_feedback(self, feedback: Feedback) -> int:
+        def write(db: sqlite3.Connection) -> int:
+            row = db.execute(
+                "INSERT INTO feedback (conversation_id, message_id, rating, comment, created_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(message_id) DO UPDATE SET "
+                "rating = excluded.rating, comment = excluded.comment, "
+                "created_at = excluded.created_at RETURNING id",
+                (
+                    feedback.conversation_id,
+                    feedback.message_id,
+                    feedback.rating,
+                    feedback.comment,
+                    _now(),
+                ),
+            ).fetchone()
+            feedback.id = int(row[0])
+            return feedback.id
+
+        return await self._run(write)
+
+    async def list_feedback(self, conversation_id: str | None = None) -> list[Feedback]:
+        def read(db: sqlite3.Connection) -> list[Feedback]:
+            sql = "SELECT * FROM feedback"
+            params: tuple[Any, ...] = ()
+            if conversation_id is not None:
+                sql += " WHERE conversation_id = ?"
+                params = (conversation_id,)
+            rows = db.execute(sql + " ORDER BY id DESC", params).fetchall()
+            return [
+                Feedback(
+                    id=r["id"],
+                    conversation_id=r["conversation_id"],
+                    message_id=r["message_id"],
+                    rating=r["rating"],
+                    comment=r["comment"],
+                    created_at=_dt(r["created_at"]),
+                )
+                for r in rows
+            ]
+
+        return await self._run(read)
