@@ -457,3 +457,46 @@ async def test_turns_on_every_backend(deps):
     [escalation] = await deps.store.list_escalations("open")
     assert escalation.message_id == handoff.message_id
     assert (await deps.store.get_conversation(cid)).expert == "carole"
+
+
+async def test_orchestrator_hand_off_in_a_turn(llm_deps_factory, fake_chat):
+    deps = await llm_deps_factory(router_margin=10.0)
+    fake_chat.default(
+        ORCH,
+        Reply(json.dumps({"agent": "audrey", "confidence": 0.4, "primary_need": "flou"})),
+    )
+    runner = TurnRunner(deps)
+    result = await runner.run(await new_conversation(deps), "J'aimerais mieux vendre mes ateliers")
+    await runner.aclose()
+    assert result.escalated and result.router == "llm" and result.model == "offline"
+    assert fake_chat.for_model(EXPERT) == []  # no expert answers a hand-off
+    [escalation] = await deps.store.list_escalations("open")
+    assert "0.7" in escalation.reason
+
+
+async def test_stream_broken_mid_answer_keeps_what_was_sent(llm_deps, fake_chat):
+    from tests.fakes.openai_chat import BreakStream
+
+    fake_chat.default(EXPERT, BreakStream("Voici le début de ma réponse"))
+    runner = TurnRunner(llm_deps)
+    cid = await new_conversation(llm_deps)
+    events = [e async for e in runner.stream(cid, AUDREY_Q)]
+    await runner.aclose()
+    assert [e.event for e in events][-2:] == ["error", "done"]
+    assert "".join(e.data["text"] for e in events if e.event == "token").startswith("Voici")
+    _, answer = await llm_deps.store.get_messages(cid)
+    assert answer.status == "failed" and answer.meta["partial"].startswith("Voici")
+
+
+async def test_concurrent_turns_on_one_runner(knowledge_deps):
+    import asyncio
+
+    runner = TurnRunner(knowledge_deps)
+    ids = [await new_conversation(knowledge_deps) for _ in range(6)]
+    questions = [AUDREY_Q, CAROLE_Q, "Je veux parler à un humain"] * 2
+    results = await asyncio.gather(*(runner.run(c, q) for c, q in zip(ids, questions, strict=True)))
+    await runner.aclose()
+    assert [r.agent for r in results] == ["audrey", "carole", "escalate"] * 2
+    for cid, result in zip(ids, results, strict=True):
+        messages = await knowledge_deps.store.get_messages(cid)
+        assert [m.id for m in messages] == [result.user_message_id, result.message_id]
