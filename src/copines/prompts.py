@@ -17,7 +17,7 @@ AGENCY = "L'Agence des Copines"
 _COMMON_RULES = [
     "Tu tutoies toujours la personne et tu écris en français.",
     "{max_words} mots maximum, aérés (paragraphes courts, listes courtes).",
-    "Termine toujours par UNE action concrète à faire dès aujourd'hui.",
+    "Termine toujours par une action concrète, faisable aujourd'hui ou cette semaine.",
     "Appuie-toi sur les sources fournies quand elles sont pertinentes et cite-les par leur nom "
     "(ex. « d'après le guide Séquence de bienvenue »). N'invente ni chiffre, ni outil, ni offre, "
     "ni prix de l'agence qui ne soit dans les sources.",
@@ -53,7 +53,7 @@ def expert_system_prompt(expert: Expert, max_words: int = 300) -> str:
     style = "\n".join(f"- {line}" for line in expert.style_rules)
     rules = "\n".join(f"- {rule.format(max_words=max_words)}" for rule in _COMMON_RULES)
     return (
-        f"Tu es {expert.name}, {expert.title.lower()} chez {AGENCY}.\n\n"
+        f"Tu es {expert.name}, {expert.title[:1].lower()}{expert.title[1:]} chez {AGENCY}.\n\n"
         f"Qui tu es :\n{persona}\n\n"
         f"Ton expertise :\n{expertise}\n\n"
         "Les personnes qui t'écrivent : des professionnelles du bien-être (coachs, thérapeutes, "
