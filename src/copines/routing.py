@@ -274,11 +274,15 @@ class LocalRouter:
         # 4. Follow-ups ("et pour l'étape 2 ?"): the message has no topic of its own.
         prev = _last_expert(history, previous_expert)
         short = len(message.split()) <= 12
-        followup = prev and (_is_followup(folded, hits) or (short and best_score < self.floor))
+        unrelated = scores[ESCALATE] > best_score + 0.1  # closer to what the team handles
+        followup = prev and (
+            _is_followup(folded, hits, unrelated)
+            or (short and best_score < self.floor and not unrelated)
+        )
         if followup and not (focus and focus != message):
             context = [m.content for m in history if m.role == "user"][-2:]
             cvec = await self._context_vector(vector, context)
-            c_scores, c_hits = self._scores(cvec, " ".join([*context, message]))
+            c_scores, _ = self._scores(cvec, " ".join([*context, message]))
             c_scores = {k: v for k, v in c_scores.items() if k != ESCALATE}
             if prev in c_scores:
                 c_scores[prev] += 0.05  # the conversation's expert goes on unless clearly not hers
@@ -384,11 +388,14 @@ def _reason(expert: Expert, rule: str) -> str:
     return f"le besoin principal relève de {expert.name} ({expert.title})"
 
 
-def _is_followup(folded: str, hits: dict[str, int]) -> bool:
+def _is_followup(folded: str, hits: dict[str, int], unrelated: bool) -> bool:
+    """A message that leans on the previous turns: a follow-up phrase, or almost no topic."""
     if any(hits.values()):
         return False
+    if FOLLOWUP_PATTERNS.search(folded):
+        return True
     topical = [w for w in keywords(folded) if len(w) > 3]
-    return len(topical) <= 3 or bool(FOLLOWUP_PATTERNS.search(folded))
+    return len(topical) <= 3 and not unrelated
 
 
 def _last_expert(history: list[Message], previous: str | None) -> str | None:
