@@ -347,6 +347,7 @@ def main() -> None:
         raise SystemExit("bounded: 1..2000 conversations, 1..500 clients")
 
     embedders = ["openai", "local"] if args.embedder == "both" else [args.embedder]
+    load_before = os.getloadavg()[0]
     fakes = Fakes()
     try:
         blocks = [run_config(args, fakes, embedder) for embedder in embedders]
@@ -355,7 +356,8 @@ def main() -> None:
         fakes.close()
     report = "\n\n".join(
         [
-            f"Machine: {machine()}. Command: `python bench/load.py` (defaults: "
+            f"Machine: {machine()}; load average {load_before:.1f} when the run started (other "
+            "work on the machine slows every figure). Command: `python bench/load.py` (defaults: "
             f"{args.conversations} conversations, a model answering in {args.model_seconds:g} s). "
             "Each run: one `copines serve` worker (uvicorn) as its own process, the fake models "
             "in another (bench/_fake_llm.py), the client in this one (aiohttp on 127.0.0.1). "
