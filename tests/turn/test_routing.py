@@ -289,3 +289,14 @@ async def test_injection_in_the_message_stays_data_for_the_orchestrator(
     # The visitor's text sits inside one <message> block it cannot close.
     body = user["content"].split("<message>", 1)[1]
     assert body.count("</message>") == 1
+
+
+async def test_unrelated_question_mid_conversation_is_no_follow_up(embedder):
+    hist = history(
+        ("user", "Comment faire un carrousel ?", None),
+        ("assistant", "Slide 1 : l'accroche...", "carole"),
+    )
+    decision = await local_decide(embedder, "Quelle est la capitale du Canada ?", hist, "carole")
+    assert decision.agent == "escalate"
+    decision = await local_decide(embedder, "ok et pour la slide 3 ?", hist, "carole")
+    assert decision.agent == "carole" and decision.rule == "follow-up"
