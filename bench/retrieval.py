@@ -198,7 +198,8 @@ def row(size: str, times: dict[str, list[float]]) -> str:
     return (
         f"| {size} | {len(times['total'])} | "
         + " | ".join(cells)
-        + (f" | {times['index_build'][0]:.0f} |")
+        + f" | {times['cpu'][0]:.2f} | {times['load'][0]:.1f}-{times['load'][1]:.1f}"
+        + f" | {times['index_build'][0]:.0f} |"
     )
 
 
