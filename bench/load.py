@@ -305,7 +305,12 @@ def step_totals(url: str) -> dict[str, tuple[float, float]]:
         text = response.read().decode()
     sums = dict(re.findall(r'copines_turn_step_seconds_sum\{step="(\w+)"\} ([0-9.e+-]+)', text))
     counts = dict(re.findall(r'copines_turn_step_seconds_count\{step="(\w+)"\} ([0-9.e+-]+)', text))
-    return {k: (float(sums[k]), float(counts.get(k, 0))) for k in sums}
+    totals = {k: (float(sums[k]), float(counts.get(k, 0))) for k in sums}
+    opened = re.findall(r"copines_api_open_seconds_(sum|count) ([0-9.e+-]+)", text)
+    if opened:
+        values = dict(opened)
+        totals["api_open"] = (float(values["sum"]), float(values["count"]))
+    return totals
 
 
 def step_means(before: dict, after: dict) -> dict[str, float]:
@@ -487,7 +492,7 @@ def run_phases(args: argparse.Namespace, url: str, fakes: Fakes) -> str:
     # The turns record their steps once the visitor has her answer: give them a moment.
     time.sleep(1.0)
     steps = step_means(before, step_totals(url))
-    shown = ("load", "route", "retrieval", "generation", "postprocess", "save", "total")
+    shown = ("api_open", "load", "route", "retrieval", "generation", "postprocess", "save", "total")
     breakdown = ", ".join(f"{k} {steps[k]:.0f} ms" for k in shown if k in steps)
     print("server mean per step:", breakdown, file=sys.stderr)
 
@@ -534,7 +539,8 @@ def run_phases(args: argparse.Namespace, url: str, fakes: Fakes) -> str:
         f"{verdict(beyond <= 0.05)} |",
         "",
         f"Errors: {len(errors)} of {len(outcomes)}{error_note}. Mean per step inside the "
-        f"worker (its /metrics): {breakdown}.",
+        f"worker (its /metrics; `api_open` is the API's own work before the turn: guards, "
+        f"rate limits, starting the conversation): {breakdown}.",
         "",
         f"**Phase 2**: `POST /api/chat` with an instant fake model, {args.concurrency} clients "
         f"back to back for {elapsed:.1f} s (each continues its conversation for 5 turns): "

@@ -50,6 +50,12 @@ class Metrics:
             buckets=STEP_BUCKETS,
             registry=r,
         )
+        self.open_seconds = Histogram(
+            "copines_api_open_seconds",
+            "Before the turn: validation, rate limits, finding or starting the conversation.",
+            buckets=STEP_BUCKETS,
+            registry=r,
+        )
         self.tokens = Counter(
             "copines_llm_tokens",
             "Model tokens, by kind (prompt, completion).",

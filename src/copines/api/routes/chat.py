@@ -69,6 +69,20 @@ async def open_turn(
     metrics: MetricsDep,
 ) -> Opened:
     """Validate, rate limit, then find (or start) the conversation; refusals are HTTP errors."""
+    started = time.perf_counter()
+    opened = await _open_turn(body, header_token, ip, deps, limits, metrics)
+    metrics.open_seconds.observe(time.perf_counter() - started)
+    return opened
+
+
+async def _open_turn(
+    body: ChatCreate,
+    header_token: str | None,
+    ip: str,
+    deps: Deps,
+    limits: LimitsDep,
+    metrics: MetricsDep,
+) -> Opened:
     try:
         message = clean_message(body.message, deps.settings.max_message_chars)
     except InputError as exc:
