@@ -9,12 +9,10 @@ drained at shutdown.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -35,6 +33,7 @@ from copines.providers.chat import ChatClient, ChatResult
 from copines.providers.offline import OFFLINE_MODEL, OfflineResponder
 from copines.routing import Decision, LocalRouter, Router, finish
 from copines.store.base import Message, Passage
+from copines.turn_log import log_turn
 
 log = logging.getLogger("copines.turn")
 
@@ -46,6 +45,7 @@ APOLOGY = (
     "parler à l'équipe et une personne de l'agence te répondra."
 )
 LOOP_PREVIOUS = 4  # how many of the visitor's earlier messages loop detection compares
+SPECULATIVE_SEARCHES = 2  # bases searched while the orchestrator thinks
 
 
 @dataclass
@@ -281,7 +281,7 @@ class TurnRunner:
         self._close_timings(turn)
         result.timings_ms = dict(turn.timings)
         turn.result = result
-        self._log(turn, result, analysis)
+        log_turn(turn, result, analysis, with_text=self.settings.log_message_text)
         yield TurnEvent("done", result.to_public())
 
     async def _generate(
@@ -401,7 +401,11 @@ class TurnRunner:
             turn.span(f"retrieval_{expert}", s, e)
             return out
 
-        experts = list(deps.experts)
+        # The two experts the local router finds closest: with Audrey and Carole, both bases.
+        ranked = sorted(
+            (e for e in deps.experts), key=lambda e: local.scores.get(e, 0.0), reverse=True
+        )
+        experts = ranked[:SPECULATIVE_SEARCHES]
         outcome = await asyncio.gather(timed_orchestrator(), *(timed_search(e) for e in experts))
         (decision, usage), results = outcome[0], dict(zip(experts, outcome[1:], strict=True))
         wall = (time.perf_counter() - t) * 1000
@@ -417,6 +421,10 @@ class TurnRunner:
         turn.decision = finish(decision, turn.previous_expert)
         if not turn.decision.escalated:
             turn.retrieval = results.get(turn.decision.agent)
+            if turn.retrieval is None:  # a third expert the local router ranked low
+                turn.retrieval = await deps.retriever.search(
+                    turn.decision.agent, turn.message, vector=turn.vector
+                )
 
     def _retrieval_query(self, turn: _Turn) -> tuple[str, np.ndarray | None]:
         """A follow-up ("et pour l'étape 2 ?") is searched with the question it follows."""
@@ -546,51 +554,6 @@ class TurnRunner:
                 meta={"error": "the visitor left before the answer was complete"},
             )
         )
-
-    def _log(self, turn: _Turn, result: TurnResult, analysis: Analysis) -> None:
-        """One JSON line with the agency's monitoring fields (no text unless allowed, no keys)."""
-        decision = turn.decision
-        assert decision is not None
-        orch = turn.orchestrator_usage or {}
-        prompt_tokens, completion_tokens, cost = turn.usage()
-        passages = turn.retrieval.passages if turn.retrieval else []
-        line: dict[str, Any] = {
-            "timestamp": datetime.now(UTC).isoformat(),
-            "event": "turn",
-            "conversation_id": turn.conversation_id,
-            "message_id": result.message_id,
-            "user_message_length": len(turn.message),
-            "orchestrator_decision": {
-                "agent": decision.agent,
-                "confidence": round(decision.confidence, 3),
-                "reasoning": decision.reasoning,
-                "router": decision.router,
-                "rule": decision.rule,
-                "switched_from": decision.switched_from,
-                "fallback_reason": decision.fallback_reason,
-            },
-            "rag_results": {
-                "chunks_found": turn.retrieval.candidates if turn.retrieval else 0,
-                "reranked_top_3": [p.filename for p in passages],
-                "sources": [p.title for p in passages],
-            },
-            "agent_response_length": len(result.response),
-            "total_time_ms": turn.timings.get("total"),
-            "timings_ms": turn.timings,
-            "model_used": result.model,
-            "orchestrator_model": orch.get("model"),
-            "tokens_used": {"prompt": prompt_tokens, "completion": completion_tokens},
-            "cost_usd": cost or 0.0,
-            "escalated": result.escalated,
-            "sentiment": analysis.sentiment,
-            "upsell": analysis.upsell,
-            "loop_detected": analysis.loop,
-            "error": result.error,
-        }
-        if self.settings.log_message_text:
-            line["message"] = turn.message
-            line["response"] = result.response
-        log.info(json.dumps(line, ensure_ascii=False, default=str))
 
 
 def _pieces(text: str, size: int = 6) -> list[str]:
