@@ -401,7 +401,7 @@ def run_config(args: argparse.Namespace, fakes: Fakes, embedder: str) -> str:
             )  # fmt: skip
         try:
             wait_ready(url, server, log)
-            return run_phases(args, url, fakes)
+            return run_phases(args, url, fakes, server.pid)
         finally:
             server.terminate()
             try:
@@ -470,7 +470,13 @@ def client_comparison(args: argparse.Namespace, fakes: Fakes) -> str:
     )
 
 
-def run_phases(args: argparse.Namespace, url: str, fakes: Fakes) -> str:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_phases(args: argparse.Namespace, url: str, fakes: Fakes, pid: int) -> str:
     # Warm-up: a few turns so the first measured ones do not pay for imports and caches.
     asyncio.run(concurrent_streams(url, questions(8, 8)))
 
@@ -479,7 +485,10 @@ def run_phases(args: argparse.Namespace, url: str, fakes: Fakes) -> str:
     messages = questions(args.conversations, args.distinct)
     before = step_totals(url)
     print(f"phase 1: {len(messages)} concurrent conversations…", file=sys.stderr)
+    cpu = cpu_seconds(pid)
     outcomes, wall = asyncio.run(concurrent_streams(url, messages))
+    time.sleep(1.0)  # the turns record their steps once the visitor has her answer
+    cpu1 = (cpu_seconds(pid) - cpu) / len(messages)
     ok = [o for o in outcomes if o.ok]
     errors = [o.error for o in outcomes if not o.ok]
     totals = [o.total for o in ok]
@@ -489,8 +498,6 @@ def run_phases(args: argparse.Namespace, url: str, fakes: Fakes) -> str:
     ttft = summary(firsts)
     own = summary(model_own)
     beyond = ttft[1] - own[1]
-    # The turns record their steps once the visitor has her answer: give them a moment.
-    time.sleep(1.0)
     steps = step_means(before, step_totals(url))
     shown = ("api_open", "load", "route", "retrieval", "generation", "postprocess", "save", "total")
     breakdown = ", ".join(f"{k} {steps[k]:.0f} ms" for k in shown if k in steps)
@@ -501,9 +508,11 @@ def run_phases(args: argparse.Namespace, url: str, fakes: Fakes) -> str:
     print(
         f"phase 2: /api/chat, {args.concurrency} clients for {args.seconds:.0f} s…", file=sys.stderr
     )
+    cpu = cpu_seconds(pid)
     count, latencies, chat_errors, elapsed = asyncio.run(
         chat_throughput(url, questions(500, args.distinct), args.concurrency, args.seconds)
     )
+    cpu2 = (cpu_seconds(pid) - cpu) / max(count, 1)
     rps = count / elapsed if elapsed else 0.0
     lat = summary(latencies)
 
@@ -540,10 +549,13 @@ def run_phases(args: argparse.Namespace, url: str, fakes: Fakes) -> str:
         "",
         f"Errors: {len(errors)} of {len(outcomes)}{error_note}. Mean per step inside the "
         f"worker (its /metrics; `api_open` is the API's own work before the turn: guards, "
-        f"rate limits, starting the conversation): {breakdown}.",
+        f"rate limits, starting the conversation): {breakdown}. The worker's CPU: "
+        f"**{cpu1 * 1000:.1f} ms per streamed turn** (so about {1 / cpu1:.0f} turns/s on one "
+        f"free core, whatever the load of the machine).",
         "",
         f"**Phase 2**: `POST /api/chat` with an instant fake model, {args.concurrency} clients "
-        f"back to back for {elapsed:.1f} s (each continues its conversation for 5 turns): "
+        f"back to back for {elapsed:.1f} s (each continues its conversation for 5 turns; "
+        f"the worker's CPU: {cpu2 * 1000:.1f} ms per request): "
         f"**{rps:.0f} requests/s**, latency p50 {ms(lat[0])}, p95 {ms(lat[1])}; "
         f"{len(chat_errors)} errors.",
     ]
