@@ -21,18 +21,26 @@ HUMAN_ASKED = "demande à parler à une personne de l'équipe"
 
 def handoff_message(decision: Decision) -> str:
     """What the visitor reads when a human takes over (French, "tu")."""
+    follow_up = (
+        "Une personne de l'équipe revient vers toi ici dès que possible, en général sous "
+        "24 h ouvrées."
+    )
     if decision.primary_need == HUMAN_ASKED:
         return (
             "Bien sûr ! J'ai transmis ta demande à l'équipe de L'Agence des Copines : une "
-            "personne de l'équipe va reprendre la conversation et te répondre ici (ou par "
-            "email si tu nous l'as laissé) dès que possible, en général sous 24 h ouvrées. 🤝"
+            "personne de l'équipe va reprendre la conversation et te répondre ici dès que "
+            "possible, en général sous 24 h ouvrées. 🤝"
+        )
+    if decision.rule in ("escalate-pattern", "off-topic"):
+        return (
+            "Merci pour ta question ! Elle sort du champ de nos expertes, alors je la transmets "
+            "à l'équipe humaine de L'Agence des Copines, qui pourra te répondre correctement. "
+            f"{follow_up} En attendant, pour tes tunnels, tes emails, ton contenu ou Instagram, "
+            "je suis là !"
         )
     return (
-        "Merci pour ta question ! Elle sort du champ d'Audrey et de Carole, alors je la "
-        "transmets à l'équipe humaine de L'Agence des Copines, qui pourra te répondre "
-        "correctement. Une personne de l'équipe revient vers toi ici dès que possible, en "
-        "général sous 24 h ouvrées. En attendant, si tu as une question sur tes tunnels, tes "
-        "emails, ton contenu ou Instagram, je suis là !"
+        "Merci pour ta question ! Pour être sûre de bien y répondre, je la confie à l'équipe "
+        f"humaine de L'Agence des Copines, qui a tout le contexte. {follow_up}"
     )
 
 
