@@ -308,7 +308,7 @@ class LocalRouter:
                 ESCALATE,
                 0.8 if off_topic else 0.75,
                 primary_need=_need(message),
-                reasoning="demande hors du champ d'Audrey et de Carole",
+                reasoning="demande hors du champ des expertes",
                 scores=_round(scores),
                 margin=round(scores[ESCALATE] - best_score, 4),
                 clear=off_topic and best_score < self.floor - 0.05,
