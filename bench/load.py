@@ -401,7 +401,10 @@ def run_config(args: argparse.Namespace, fakes: Fakes, embedder: str) -> str:
             )  # fmt: skip
         try:
             wait_ready(url, server, log)
-            return run_phases(args, url, fakes, server.pid)
+            report = run_phases(args, url, fakes, server.pid)
+            if embedder == "openai":
+                report += "\n\n" + api_floor(url, server.pid)
+            return report
         finally:
             server.terminate()
             try:
@@ -465,6 +468,50 @@ def client_comparison(args: argparse.Namespace, fakes: Fakes) -> str:
             "",
             "| client | first piece p50 | p95 | p95 beyond the model's own |",
             "| --- | --- | --- | --- |",
+            *rows,
+        ]
+    )
+
+
+async def _hammer(url: str, method: str, path: str, body: dict | None, n: int) -> float:
+    """`n` requests, 32 at a time; returns the wall time."""
+    gate = asyncio.Semaphore(32)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+        async def one() -> None:
+            async with gate, session.request(method, url + path, json=body) as response:
+                await response.read()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(n)))
+        return time.perf_counter() - started
+
+
+def api_floor(url: str, pid: int, n: int = 3000) -> str:
+    """What the API layer costs by itself: requests that stop before any turn."""
+    cases = [
+        ("`GET /healthz`", "GET", "/healthz", None),
+        ("`POST /api/chat` refused (empty message, 422)", "POST", "/api/chat", {"message": " "}),
+        (
+            "`POST /api/chat` refused (wrong token, 404: rate limits and a store read)",
+            "POST",
+            "/api/chat",
+            {"message": "Bonjour", "conversation_id": "inconnue", "token": "faux"},
+        ),
+    ]
+    rows = []
+    for name, method, path, body in cases:
+        cpu = cpu_seconds(pid)
+        wall = asyncio.run(_hammer(url, method, path, body, n))
+        used = (cpu_seconds(pid) - cpu) / n
+        rows.append(f"| {name} | {n / wall:.0f} | {used * 1000:.2f} ms |")
+    return "\n".join(
+        [
+            "**The API layer alone** (guards, validation, CORS, rate limits; no turn): "
+            f"{n} requests, 32 at a time.",
+            "",
+            "| request | requests/s | worker CPU per request |",
+            "| --- | --- | --- |",
             *rows,
         ]
     )
