@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -13,6 +16,8 @@ from copines.providers.rerank import Reranker
 from copines.store.base import Passage, Store
 from copines.store.sqlite import mismatch_error
 from copines.text import search_terms
+
+T = TypeVar("T")
 
 RRF_K = 60
 
@@ -75,18 +80,39 @@ class Retriever:
                 f"no expert '{expert}'; choose one of: {', '.join(sorted(self.experts))}"
             )
         timings: dict[str, float] = {}
-        t0 = time.perf_counter()
-        if vector is None:
-            vector = await self.embedder.embed_one(query)
-            timings["embed"] = (time.perf_counter() - t0) * 1000
-        t1 = time.perf_counter()
-        dense = await self.store.dense_search(expert, vector, self.candidates, self.threshold)
+
+        async def timed(name: str, work: Awaitable[T]) -> T:
+            started = time.perf_counter()
+            try:
+                return await work
+            finally:
+                timings[name] = (time.perf_counter() - started) * 1000
+
+        # Keyword search needs no vector: it runs while the query is embedded, and the
+        # vector scan (numpy, off the database thread) while it finishes.
+        keyword_task = asyncio.create_task(
+            timed(
+                "keyword",
+                self.store.keyword_search(expert, search_terms(query), self.candidates),
+            )
+        )
+        try:
+            if vector is None:
+                vector = await timed("embed", self.embedder.embed_one(query))
+            dense = await timed(
+                "dense",
+                self.store.dense_search(expert, vector, self.candidates, self.threshold),
+            )
+            keyword = await keyword_task
+        finally:
+            if not keyword_task.done():
+                keyword_task.cancel()
+            elif not keyword_task.cancelled():
+                keyword_task.exception()  # seen: a failure here is not logged as lost
         stored = self.store.embedder_id  # refreshed by the search when the chunks changed
         if stored is not None and stored != self.embedder.id:
             # Same size, another model: the scores would be noise.
             raise mismatch_error(stored, self.embedder.id)
-        t2 = time.perf_counter()
-        keyword = await self.store.keyword_search(expert, search_terms(query), self.candidates)
         t3 = time.perf_counter()
         ids = fuse(dense, keyword, self.candidates)
         passages = await self.store.get_passages(expert, ids, vector)
@@ -99,10 +125,5 @@ class Retriever:
         t4 = time.perf_counter()
         ranked = await self.reranker.rerank(query, passages, k or self.top_k)
         t5 = time.perf_counter()
-        timings.update(
-            dense=(t2 - t1) * 1000,
-            keyword=(t3 - t2) * 1000,
-            hydrate=(t4 - t3) * 1000,
-            rerank=(t5 - t4) * 1000,
-        )
+        timings.update(hydrate=(t4 - t3) * 1000, rerank=(t5 - t4) * 1000)
         return RetrievalResult(expert, ranked, len(passages), timings)

@@ -390,11 +390,10 @@ class SQLiteStore(SQLiteConversations, Store):
     async def dense_search(
         self, expert: str, vector: np.ndarray, limit: int, threshold: float
     ) -> list[tuple[int, float]]:
-        def search(db: sqlite3.Connection) -> list[tuple[int, float]]:
-            index = self._checked_index(db, vector)
-            return index.search((expert, SHARED), vector, limit, threshold)
-
-        return await self._run(search)
+        index = await self._run(lambda db: self._checked_index(db, vector))
+        # The index is immutable: scan it off the database thread, which is then free for
+        # the keyword search running alongside.
+        return await asyncio.to_thread(index.search, (expert, SHARED), vector, limit, threshold)
 
     def _term_stats(self, db: sqlite3.Connection) -> TermStats:
         """How many chunks hold each indexed term, rebuilt when any process changed them."""
