@@ -355,6 +355,23 @@ async def run(args: argparse.Namespace) -> str:
             f"| {size:,} | **store default** ({label}) | {ms(auto_times)} | {auto_recall:.3f} |"
         )
         lines.append(f"| {size:,} | keyword (French tsvector, GIN) | {ms(result['keyword'])} | |")
+    lines.append("")
+    for size, result in rows:
+        reached = [(ef, times) for ef, (times, recall) in result["hnsw"].items() if recall >= 0.98]
+        if reached:
+            ef, times = reached[0]
+            lines.append(
+                f"- {size:,} chunks: recall@20 >= 0.98 from ef_search={ef} "
+                f"(p95 {percentile(times, 95):.1f} ms); exact p95 "
+                f"{percentile(result['exact'], 95):.1f} ms."
+            )
+        else:
+            best = max(result["hnsw"].items(), key=lambda item: item[1][1])
+            lines.append(
+                f"- {size:,} chunks: recall@20 stays under 0.98 up to ef_search={best[0]} "
+                f"({best[1][1]:.3f}, p95 {percentile(best[1][0], 95):.1f} ms); exact p95 "
+                f"{percentile(result['exact'], 95):.1f} ms."
+            )
     lines += [
         "",
         f"HNSW build (m={args.m}, ef_construction={args.ef_construction}, "
