@@ -51,7 +51,13 @@ def test_openapi_documents_the_public_routes(client: httpx.Client):
         assert path in spec["paths"], path
     assert spec["paths"]["/api/chat"]["post"]["summary"]
     assert "429" in spec["paths"]["/api/chat"]["post"]["responses"]
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    # Swagger UI's files are ours: no CDN.
+    assert not re.search(r"(src|href)=[\"']https?://", docs.text), docs.text
+    for asset in re.findall(r"(?:src|href)=[\"'](/docs-static/[^\"']+)", docs.text):
+        assert client.get(asset).status_code == 200, asset
+    assert "/docs-static/swagger-ui-bundle.js" in docs.text
 
 
 def test_the_widget_script_is_self_contained(client: httpx.Client):

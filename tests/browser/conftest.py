@@ -149,6 +149,7 @@ def site(site_settings, embedder) -> Iterator[LiveServer]:
 @pytest.fixture
 def page(browser) -> Iterator[object]:
     context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="fr-FR")
+    outside = guard_network(context)
     opened = context.new_page()
     errors: list[str] = []
     opened.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -158,3 +159,23 @@ def page(browser) -> Iterator[object]:
     finally:
         context.close()
     assert not errors, errors
+    assert not outside, f"the pages tried to load from outside: {outside}"
+
+
+def guard_network(context) -> list[str]:
+    """Refuse and record every request that leaves this machine (CDN, font, tracker)."""
+    from urllib.parse import urlsplit
+
+    outside: list[str] = []
+
+    def check(route) -> None:
+        url = route.request.url
+        host = urlsplit(url).hostname or ""
+        if url.startswith(("data:", "blob:")) or host in ("127.0.0.1", "localhost"):
+            route.continue_()
+        else:
+            outside.append(url)
+            route.abort()
+
+    context.route("**/*", check)
+    return outside

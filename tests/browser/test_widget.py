@@ -14,6 +14,7 @@ import pytest
 from copines.store import create_store
 from copines.store.base import Message
 from tests.api.live import live_server
+from tests.browser.conftest import guard_network
 from tests.fakes.openai_chat import Reply
 
 pytestmark = pytest.mark.browser
@@ -281,6 +282,7 @@ def test_screenshots(browser, site, tmp_path, name, viewport):
         is_mobile=name == "mobile",
         has_touch=name == "mobile",
     )
+    outside = guard_network(context)
     try:
         page = context.new_page()
         page.goto(site.url + "/")
@@ -298,6 +300,7 @@ def test_screenshots(browser, site, tmp_path, name, viewport):
             target.replace(DOCS / f"widget-{name}.png")
     finally:
         context.close()
+    assert not outside, outside
 
 
 def test_a_hand_off_says_clearly_that_a_person_takes_over(page, site, fake):
@@ -316,3 +319,10 @@ def test_a_hand_off_says_clearly_that_a_person_takes_over(page, site, fake):
     assert answer.locator(".author").text_content() == "L'équipe"
     assert "une personne te répond ici même" in answer.locator(".handoff").text_content()
     assert answer.locator(".bubble").text_content().strip()
+
+
+def test_the_api_documentation_renders_without_any_cdn(page, site):
+    page.goto(site.url + "/docs")
+    page.locator(".opblock").first.wait_for(timeout=20_000)
+    paths = page.locator(".opblock-summary-path").all_text_contents()
+    assert any("/api/chat/stream" in p for p in paths), paths

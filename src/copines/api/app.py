@@ -101,6 +101,30 @@ def add_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": SERVER_ERROR}, status_code=500)
 
 
+def add_docs(app: FastAPI) -> None:
+    """OpenAPI's Swagger UI at /docs, with its script and styles served by us."""
+    from pathlib import Path
+
+    import fastapi_offline
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    static = Path(fastapi_offline.__file__).parent / "static"
+    app.mount("/docs-static", StaticFiles(directory=static), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def read_docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="copines: API",
+            swagger_js_url="/docs-static/swagger-ui-bundle.js",
+            swagger_css_url="/docs-static/swagger-ui.css",
+            swagger_favicon_url="/docs-static/favicon.png",
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+
+
 def include_admin(app: FastAPI) -> None:
     """The console (issue 6) lives in copines.api.routes.admin when it is built."""
     try:
@@ -157,7 +181,10 @@ def create_app(
         summary="The assistant of L'Agence des Copines: Audrey, Carole and the team.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # served below from local files: nothing served may come from a CDN
+        redoc_url=None,
     )
+    add_docs(app)
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.embedder_ready = False
