@@ -598,7 +598,9 @@ def run_phases(args: argparse.Namespace, url: str, fakes: Fakes, pid: int) -> st
         f"worker (its /metrics; `api_open` is the API's own work before the turn: guards, "
         f"rate limits, starting the conversation): {breakdown}. The worker's CPU: "
         f"**{cpu1 * 1000:.1f} ms per streamed turn** (so about {1 / cpu1:.0f} turns/s on one "
-        f"free core, whatever the load of the machine).",
+        f"free core, whatever the load of the machine). For 95% of {args.conversations} turns "
+        f"arriving at once to end within 0.4 s of the model's own time, one worker would need "
+        f"at most {0.4 / (0.95 * args.conversations) * 1000:.2f} ms of CPU per turn.",
         "",
         f"**Phase 2**: `POST /api/chat` with an instant fake model, {args.concurrency} clients "
         f"back to back for {elapsed:.1f} s (each continues its conversation for 5 turns; "
