@@ -31,12 +31,13 @@ from copines.routing_data import (
     ESCALATE_EXEMPLARS,
     ESCALATE_PATTERNS,
     FOLLOWUP_PATTERNS,
-    SMALL_TALK,
+    SMALL_TALK_MARKERS,
+    SMALL_TALK_WORDS,
     URGENCY,
     WEAK_ESCALATE_PATTERNS,
 )
 from copines.store.base import Message
-from copines.text import fold, keywords, stem
+from copines.text import STOPWORDS, fold, keywords, stem, words
 
 log = logging.getLogger("copines.routing")
 
@@ -164,6 +165,7 @@ class LocalRouter:
         self.switch_margin = switch_margin
         self.topic_floor = topic_floor  # a message this close to an expert is about her topic
         self._profiles: dict[str, _Profile] | None = None
+        self._names = frozenset(fold(e.name) for e in experts.values())
         self._lock = asyncio.Lock()
 
     async def prepare(self) -> None:
@@ -244,7 +246,7 @@ class LocalRouter:
                 )
 
         # 2. Thanks and greetings: the conversation's expert (or Carole, the entry point) replies.
-        if SMALL_TALK.match(folded.strip()):
+        if is_small_talk(message, self._names):
             prev = _last_expert(history, previous_expert)
             agent = prev if prev in self.experts else min(self.experts, key=_entry_first)
             return Decision(
@@ -359,6 +361,19 @@ class LocalRouter:
             w * v for w, v in zip((0.6, 1.0)[-len(vecs) :], vecs, strict=True)
         )
         return normalise(np.asarray(blend, dtype=np.float32)[None, :])[0]
+
+
+def is_small_talk(message: str, names: frozenset[str] = frozenset()) -> bool:
+    """Thanks, greetings, "à demain": polite words only, at least one of them a marker.
+
+    `names`: the experts' folded first names ("Merci Carole !").
+    """
+    tokens = words(message)
+    if not tokens or len(tokens) > 14 or "?" in message:
+        return False
+    if not any(t in SMALL_TALK_MARKERS for t in tokens):
+        return False
+    return all(t in SMALL_TALK_WORDS or t in STOPWORDS or t in names or len(t) <= 2 for t in tokens)
 
 
 def _entry_first(expert_id: str) -> tuple[int, str]:

@@ -148,8 +148,21 @@ DEFERRAL = re.compile(
 )
 
 # Thanks, greetings and acknowledgements: nothing to route, the conversation's expert replies.
-SMALL_TALK = re.compile(
-    r"^\W*((ok|okay|oki|d.accord|daccord|merci( beaucoup| bien| mille fois)?|super|top|parfait|"
-    r"genial|cool|bonjour|bonsoir|salut|coucou|hello|bonne (journee|soiree)|a bientot|"
-    r"ca marche|entendu|c.est note|tres bien|oui|yes)\W*)+$"
+# A message is small talk when it has at least one of these markers and, besides them, only
+# words of the same register or words without a topic (see `is_small_talk`).
+SMALL_TALK_MARKERS = frozenset(
+    """
+    merci mercii merciii remercie ok okay oki daccord accord super top parfait parfaite genial
+    geniale cool nickel bonjour bonsoir salut coucou hello bientot demain revoir bisous bravo
+    entendu note noted yes ouf chouette bonne
+    """.split()
+)
+SMALL_TALK_WORDS = SMALL_TALK_MARKERS | frozenset(
+    """
+    beaucoup bien mille fois infiniment bonne bon belle excellente journee soiree semaine weekend
+    week end plus tard ca marche tres vraiment trop pour votre ton ta vos tes reponse reponses
+    aide conseils conseil explication explications retour retours prochaine vite tout cela
+    compris vais essayer tester teste regarde regarder lire relire note chere madame soir
+    matin maintenant aujourd hui
+    """.split()
 )

@@ -345,3 +345,25 @@ async def test_a_third_expert_is_a_file_not_code(embedder, tmp_path):
     assert decision.agent == "carole"
     prompt = orchestrator_prompt(experts)
     assert "lea (Léa" in prompt and "Fiche Google Business Profile" in prompt
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["Merci beaucoup, à demain !", "Super, merci pour votre réponse", "ok merci", "Salut Carole"],
+)
+async def test_thanks_and_greetings_stay_with_the_expert(embedder, message):
+    hist = history(
+        ("user", "Je veux parler à quelqu'un", None),
+        ("assistant", "Bien sûr ! J'ai transmis ta demande...", "escalate"),
+        ("team", "Bonjour, c'est Julie, c'est réglé !", None),
+    )
+    decision = await local_decide(embedder, message, hist, "audrey")
+    assert decision.agent == "audrey" and decision.rule == "small-talk"
+
+
+@pytest.mark.parametrize(
+    "message", ["Merci, et pour le pixel ?", "Bonjour, comment faire un reel ?"]
+)
+async def test_a_question_after_thanks_is_routed(embedder, message):
+    decision = await local_decide(embedder, message)
+    assert decision.rule != "small-talk"
