@@ -95,12 +95,6 @@ def test_team_reply_reaches_the_visitor(server):
         assert "séquence d&#39;emails" in page
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hand-off loop in the turn: after a handled escalation, 'Merci beaucoup, à demain !' "
-    "is still routed 'off-topic' and opens a new escalation (routing_data.SMALL_TALK knows "
-    "'merci' and 'à bientôt' but not 'à demain'); remove this mark once the turn is fixed",
-)
 def test_handled_escalation_does_not_loop(server):
     with (
         httpx.Client(base_url=server.url, timeout=60) as visitor,
