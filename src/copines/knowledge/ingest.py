@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +66,7 @@ class Ingester:
         self.embedder = embedder
         self.experts = experts
         self.tagger = tagger
+        self.concurrency = 2
 
     def _check_owner(self, owner: str) -> None:
         if owner != "auto" and owner != SHARED and owner not in self.experts:
@@ -87,26 +90,46 @@ class Ingester:
         await self.check_embedder()
         files, results = collect_files(paths)
         seen: dict[str, Path] = {}
-        for path in files:
-            if path.name in seen:
-                result = IngestResult(
-                    path.name, "skipped", detail=f"same filename as {seen[path.name]}"
-                )
-            elif path.suffix.lower() not in SUPPORTED:
-                result = IngestResult(
-                    path.name, "skipped", detail=f"unsupported file type '{path.suffix or '-'}'"
-                )
-            else:
-                seen[path.name] = path
-                try:
-                    result = await self.ingest_file(path, path.read_bytes(), owner, replace)
-                except ConfigError:
-                    raise
-                except (CopinesError, OSError) as exc:
-                    result = IngestResult(path.name, "skipped", detail=str(exc))
+        # Two files in flight: while one is being written (or read and chunked), the other
+        # keeps the embedder's workers busy. Results keep the order of the files.
+        pending: deque[tuple[Path, asyncio.Task[IngestResult]]] = deque()
+
+        async def one(path: Path) -> IngestResult:
+            try:
+                return await self.ingest_file(path, path.read_bytes(), owner, replace)
+            except ConfigError:
+                raise
+            except (CopinesError, OSError) as exc:
+                return IngestResult(path.name, "skipped", detail=str(exc))
+
+        def report(path: Path, result: IngestResult) -> None:
             results.append(result)
             if on_file is not None:
                 on_file(path, result)
+
+        try:
+            for path in files:
+                if path.name in seen:
+                    detail = f"same filename as {seen[path.name]}"
+                elif path.suffix.lower() not in SUPPORTED:
+                    detail = f"unsupported file type '{path.suffix or '-'}'"
+                else:
+                    seen[path.name] = path
+                    pending.append((path, asyncio.create_task(one(path))))
+                    while len(pending) >= self.concurrency:
+                        done_path, task = pending.popleft()
+                        report(done_path, await task)
+                    continue
+                while pending:  # keep the order: the files before this one first
+                    done_path, task = pending.popleft()
+                    report(done_path, await task)
+                report(path, IngestResult(path.name, "skipped", detail=detail))
+            while pending:
+                done_path, task = pending.popleft()
+                report(done_path, await task)
+        finally:
+            for _, task in pending:
+                task.cancel()
         return results
 
     async def ingest_file(
