@@ -185,7 +185,16 @@ async def test_bad_files_are_reported_and_skipped_while_the_rest_proceeds(
     (folder / ".cache" / "cache.md").write_text("# Caché\n\nNe pas lire.", encoding="utf-8")
     missing = tmp_path / "absent.md"
 
-    results = await deps.ingester().ingest_paths([folder, missing], owner="audrey")
+    reported: list[str] = []
+    results = await deps.ingester().ingest_paths(
+        [folder, missing], owner="audrey", on_file=lambda path, _r: reported.append(path.name)
+    )
+    # Every file reported once, in the folder's order, whatever finished first.
+    in_order = [
+        p.name for p in sorted(folder.rglob("*")) if p.is_file() and ".cache" not in p.parts
+    ]
+    assert [r.filename for r in results] == ["absent.md", *in_order]
+    assert reported == in_order
     by_name = {r.filename: r for r in results if r.detail.split(" ")[0] != "same"}
     assert by_name["absent.md"].skipped and "not found" in by_name["absent.md"].detail
     assert by_name["bon-guide.md"].status == "added"
