@@ -523,9 +523,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+LIGHT = 10  # conversations at once in the light phase
+
+
 def run_phases(args: argparse.Namespace, url: str, fakes: Fakes, pid: int) -> str:
     # Warm-up: a few turns so the first measured ones do not pay for imports and caches.
     asyncio.run(concurrent_streams(url, questions(8, 8)))
+
+    # Phase 0: the same, lightly: a few conversations at once, for the service's own latency.
+    fakes.expert_delay(args.model_seconds)
+    light, _ = asyncio.run(concurrent_streams(url, questions(500, 500)[-LIGHT:]))
+    light_own = fakes.expert_times()
+    light_e2e = summary([o.total for o in light if o.ok])
+    light_beyond = (
+        summary([o.first_token for o in light if o.first_token])[1] - summary(light_own)[1]
+    )
 
     # Phase 1: N conversations at once, the model taking `model_seconds`.
     fakes.expert_delay(args.model_seconds)
@@ -594,7 +606,10 @@ def run_phases(args: argparse.Namespace, url: str, fakes: Fakes, pid: int) -> st
         f"| first token beyond the model's own p95 | | {ms(beyond)} | | <= 50 ms | "
         f"{verdict(beyond <= 0.05)} |",
         "",
-        f"Errors: {len(errors)} of {len(outcomes)}{error_note}. Mean per step inside the "
+        f"Errors: {len(errors)} of {len(outcomes)}{error_note}. For comparison, {LIGHT} "
+        f"conversations at once: end to end p95 {ms(light_e2e[1])}, first token "
+        f"{ms(light_beyond)} beyond the model's own p95"
+        f"{'' if all(o.ok for o in light) else ' (with errors)'}. Mean per step inside the "
         f"worker (its /metrics; `api_open` is the API's own work before the turn: guards, "
         f"rate limits, starting the conversation): {breakdown}. The worker's CPU: "
         f"**{cpu1 * 1000:.1f} ms per streamed turn** (so about {1 / cpu1:.0f} turns/s on one "
