@@ -360,12 +360,14 @@
     input.value = ""; autosize();
     var userLi = addUser(text);
     var view = addAnswer({ name: "…", initials: "…", color: TEAM.color });
+    view.li.setAttribute("aria-busy", "true"); // screen readers read the answer once, complete
     typing(view.bubble);
     var raw = "", painted = false, finished = false, failed = false;
     function paint() { painted = false; markdown(view.bubble, raw); scrollDown(); }
     var body = { message: text };
     if (state.conversation) body.conversation_id = state.conversation.id;
     function done() {
+      view.li.removeAttribute("aria-busy");
       state.busy = false; sendBtn.disabled = false; refreshSuggestions(); schedulePoll();
     }
     function undo(message, isError) {
