@@ -89,28 +89,32 @@ class LocalEmbedder(Embedder):
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self._loaded = threading.Lock()
+        self._ready = False
 
-    def _backend(self):
-        """The forward pass, loaded once (thread-safe), with the fast tokenizer if present."""
+    def _prepare(self) -> None:
+        """Load the weights once (thread-safe) and swap in the fast tokenizer if present."""
+        if self._ready:
+            return
         with self._loaded:
-            backend = self._model._model
-            if not getattr(backend, "_copines_tokenizer", False):
+            if self._ready:
+                return
+            try:
+                backend = self._model._model  # loads the weights
                 fast = _fast_tokenizer()
-                if fast is not None:
+                if fast is not None and hasattr(backend, "sp"):
                     backend.sp = fast
-                backend._copines_tokenizer = True
-            return backend
+            except AttributeError:  # another version of the package: run it as it is
+                pass
+            self._ready = True
 
     def warm_up(self) -> None:
         """Load the weights now rather than on the first visitor's message."""
         self._encode(["bonjour"])
 
     def _encode_part(self, texts: list[str]) -> np.ndarray:
-        backend = self._backend()
-        if backend._threadpool is None:
-            return np.asarray(backend._encode(texts), dtype=np.float32)
-        with backend._threadpool(limits=1, user_api="blas"):
-            return np.asarray(backend._encode(texts), dtype=np.float32)
+        self._prepare()
+        # USE(threads=1): the package itself holds BLAS to one thread during the pass.
+        return np.asarray(self._model.encode(list(texts)), dtype=np.float32)
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         """Embed `texts`, split across the workers when there are several texts."""
