@@ -43,7 +43,10 @@ def test_malformed_requests_get_a_readable_422(client: httpx.Client):
     assert missing.status_code == 422
     assert missing.json()["detail"] == "Le champ « message » est obligatoire."
     wrong_type = client.post("/api/chat", json=["salut"])
-    assert wrong_type.status_code == 422 and wrong_type.json()["detail"]
+    assert wrong_type.status_code == 422
+    assert wrong_type.json()["detail"] == "Le corps de la requête doit être un objet JSON."
+    number = client.post("/api/chat", json={"message": 42})
+    assert number.json()["detail"] == "Le champ « message » doit être un texte."
 
 
 def test_a_body_over_the_cap_is_refused_with_413(client: httpx.Client):

@@ -54,7 +54,11 @@ def validation_message(errors: list[dict[str, Any]]) -> str:
     if kind == "literal_error":
         expected = (first.get("ctx") or {}).get("expected", "")
         return f"Le champ « {field} » doit valoir {expected}."
-    return f"Le champ « {field} » est invalide : {first.get('msg', '')}."
+    if kind == "string_type":
+        return f"Le champ « {field} » doit être un texte."
+    if kind in ("int_type", "int_parsing"):
+        return f"Le champ « {field} » doit être un nombre entier."
+    return f"Le champ « {field} » n'a pas le bon format (le détail est dans « errors »)."
 
 
 def add_error_handlers(app: FastAPI) -> None:
