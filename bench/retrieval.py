@@ -321,8 +321,8 @@ async def run(quick: bool, only_calibrate: bool) -> None:
             f"{ingest_s:.1f} s = {rate:.0f} chunks/s** (target >= 200); {skipped} skipped. "
             f"The process spent {ingest_cpu:.1f} s of CPU: {chunks / ingest_cpu:.0f} chunks per "
             f"CPU-second, so about {2 * chunks / ingest_cpu:.0f} chunks/s when both cores are "
-            f"ours; the machine's load average was {load_before:.1f} before and "
-            f"{load_after:.1f} after (other jobs shared the 2 cores). "
+            f"ours; the 1-minute load average (this benchmark included) was {load_before:.1f} "
+            f"before and {load_after:.1f} after. "
             f"Second run, nothing changed: {unchanged_s * 1000:.0f} ms for {files} files.",
             "",
             "**Search latency**, `Retriever.search` for one expert (owner filter inside each "
@@ -338,9 +338,9 @@ async def run(quick: bool, only_calibrate: bool) -> None:
             "The index build is the one-off load of the vectors (and of the full-text term "
             "counts) into memory after a change by any process; searches in between reuse it. "
             "`CPU ms per search` is the CPU time of all the process's threads divided by the "
-            "searches: the cost of a search whatever else runs. The load average (from before "
-            "to after) says how much else ran: these 2 cores were shared with other jobs, and "
-            "above a load of 2 the wall-clock figures include waiting for a core.",
+            "searches: the cost of a search whatever else runs. The load average (1 minute, "
+            "before and after) counts the benchmark's own threads (1 to 2) and other jobs on "
+            "these 2 cores: above 2, the wall-clock figures include waiting for a core.",
             "",
             calibration,
         ]
