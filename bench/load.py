@@ -123,9 +123,12 @@ class Fakes:
         self._process.join(10)
 
 
-def questions(n: int, distinct: int) -> list[str]:
-    """`n` visitor questions, `distinct` of them different (the rest repeat them)."""
+def questions(n: int, distinct: int, fresh: bool = False) -> list[str]:
+    """`n` visitor questions, `distinct` of them different (the rest repeat them); `fresh`
+    words them differently, so that no cache has seen them."""
     pool = [f"Je suis {p}, comment {t} ?" for t in TOPICS for p in PROFESSIONS]
+    if fresh:
+        pool = [f"Bonjour ! {q[0].lower()}{q[1:]} Merci d'avance." for q in pool]
     pool = pool[: max(1, min(distinct, len(pool)))]
     return [pool[i % len(pool)] for i in range(n)]
 
@@ -176,12 +179,20 @@ async def one_stream(session: aiohttp.ClientSession, url: str, message: str) -> 
         return Outcome(False, error=f"{type(exc).__name__}: {exc}")
 
 
-async def concurrent_streams(url: str, messages: list[str]) -> tuple[list[Outcome], float]:
+async def concurrent_streams(
+    url: str, messages: list[str], spread: float = 0.0
+) -> tuple[list[Outcome], float]:
+    """One stream per message, all at once, or starting evenly over `spread` seconds."""
     connector = aiohttp.TCPConnector(limit=0, force_close=True)
     timeout = aiohttp.ClientTimeout(total=120)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def later(i: int, message: str) -> Outcome:
+            await asyncio.sleep(spread * i / len(messages))
+            return await one_stream(session, url, message)
+
         started = time.perf_counter()
-        outcomes = await asyncio.gather(*(one_stream(session, url, m) for m in messages))
+        outcomes = await asyncio.gather(*(later(i, m) for i, m in enumerate(messages)))
         return list(outcomes), time.perf_counter() - started
 
 
@@ -343,6 +354,9 @@ def main() -> None:
         choices=["sqlite", "postgres"],
         default="sqlite",
         help="postgres: DATABASE_URL, or a pgserver started for the run (tests/_postgres.py)",
+    )
+    parser.add_argument(
+        "--spread", type=float, default=10.0, help="phase 1b: seconds over which they arrive"
     )
     parser.add_argument("--concurrency", type=int, default=32, help="phase 2 clients")
     parser.add_argument("--seconds", type=float, default=10.0, help="phase 2 duration")
@@ -562,6 +576,30 @@ def run_phases(args: argparse.Namespace, url: str, fakes: Fakes, pid: int) -> st
     breakdown = ", ".join(f"{k} {steps[k]:.0f} ms" for k in shown if k in steps)
     print("server mean per step:", breakdown, file=sys.stderr)
 
+    # Phase 1b: the same conversations arriving evenly over `spread` seconds (steady state).
+    spread_note = ""
+    if args.spread > 0:
+        fakes.expert_delay(args.model_seconds)
+        print(f"phase 1b: arrivals over {args.spread:g} s…", file=sys.stderr)
+        paced, _ = asyncio.run(
+            concurrent_streams(
+                url, questions(args.conversations, args.distinct, fresh=True), args.spread
+            )
+        )
+        paced_own = fakes.expert_times()
+        paced_e2e = summary([o.total for o in paced if o.ok])
+        paced_ttft = summary([o.first_token for o in paced if o.first_token])
+        rate = args.conversations / args.spread
+        paced_errors = sum(1 for o in paced if not o.ok)
+        spread_note = (
+            f"\n\n**Phase 1b**: the same {args.conversations} conversations arriving evenly "
+            f"over {args.spread:g} s ({rate:.0f} a second, about "
+            f"{rate * args.model_seconds:.0f} in flight at once): end to end p50 "
+            f"{paced_e2e[0] * 1000:.0f} ms, p95 {paced_e2e[1] * 1000:.0f} ms; first token "
+            f"{(paced_ttft[1] - summary(paced_own)[1]) * 1000:.0f} ms beyond the model's own p95; "
+            f"{paced_errors} errors."
+        )
+
     # Phase 2: /api/chat throughput with an instant model.
     fakes.expert_delay(0.0)
     print(
@@ -616,6 +654,8 @@ def run_phases(args: argparse.Namespace, url: str, fakes: Fakes, pid: int) -> st
         f"free core, whatever the load of the machine). For 95% of {args.conversations} turns "
         f"arriving at once to end within 0.4 s of the model's own time, one worker would need "
         f"at most {0.4 / (0.95 * args.conversations) * 1000:.2f} ms of CPU per turn.",
+        "",
+        spread_note.strip(),
         "",
         f"**Phase 2**: `POST /api/chat` with an instant fake model, {args.concurrency} clients "
         f"back to back for {elapsed:.1f} s (each continues its conversation for 5 turns; "
