@@ -138,8 +138,11 @@ async def test_the_hnsw_index_answers_unless_exact_search_is_asked(
     await _fill(pg_store, per_owner=300)
     with psycopg.connect(pg_url) as conn:
         conn.execute("ANALYZE copines.document_chunks")
-    assert "document_chunks_embedding_idx" in _plan(pg_url, exact=False, ef=40)
-    assert "document_chunks_embedding_idx" not in _plan(pg_url, exact=True, ef=40)
+    approx = _plan(pg_url, exact=False, ef=40)
+    assert "document_chunks_embedding_audrey" in approx  # her index, unfiltered
+    assert "document_chunks_embedding_shared" in approx
+    assert "document_chunks_embedding_carole" not in approx
+    assert "document_chunks_embedding_" not in _plan(pg_url, exact=True, ef=40)
 
 
 async def test_the_plan_depends_on_size_and_the_owner_filter(pg_url: str, tmp_path: Path) -> None:
@@ -156,8 +159,8 @@ async def test_the_plan_depends_on_size_and_the_owner_filter(pg_url: str, tmp_pa
             "test:16",
         )
         assert await store.search_plan("audrey") == (True, 0)
-        await _fill(store, per_owner=100)  # audrey 200 + shared 100, of 500 chunks
-        assert await store.search_plan("audrey") == (False, 167)  # 100 * 500 / 300
+        await _fill(store, per_owner=100)  # audrey 200 + shared 100
+        assert await store.search_plan("audrey") == (False, 100)
         assert await store.search_plan("nobody") == (True, 0)  # only the 100 shared
     finally:
         await store.close()
@@ -172,11 +175,18 @@ async def test_the_first_ingest_sizes_the_vector_column(
             "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
             "WHERE attrelid = 'copines.document_chunks'::regclass AND attname = 'embedding'"
         ).fetchone()[0]
-        index = conn.execute(
-            "SELECT indexdef FROM pg_indexes WHERE indexname = 'document_chunks_embedding_idx'"
-        ).fetchone()[0]
+        indexes = dict(
+            conn.execute(
+                "SELECT indexname, indexdef FROM pg_indexes "
+                "WHERE indexname LIKE 'document_chunks_embedding_%'"
+            ).fetchall()
+        )
     assert column == "vector(16)"
-    assert "hnsw" in index and "vector_cosine_ops" in index
+    assert set(indexes) == {f"document_chunks_embedding_{owner}" for owner in OWNERS}
+    for owner in OWNERS:
+        definition = indexes[f"document_chunks_embedding_{owner}"]
+        assert "hnsw" in definition and "vector_cosine_ops" in definition
+        assert f"WHERE (agent_owner = '{owner}'::text)" in definition
     assert await pg_store.get_embedder_id() == "test:16"
 
     with pytest.raises(EmbedderMismatchError, match="reindex"):
@@ -207,6 +217,29 @@ async def test_reindex_to_another_size_retypes_the_column(
             "WHERE attrelid = 'copines.document_chunks'::regclass AND attname = 'embedding'"
         ).fetchone()[0]
     assert column == "vector(24)"
+    assert _vector_indexes(pg_url) == {f"document_chunks_embedding_{o}" for o in OWNERS}
+
+
+def _vector_indexes(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE indexname LIKE 'document_chunks_embedding_%'"
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
+async def test_a_new_owner_gets_her_index(pg_store: PostgresStore, pg_url: str, tmp_path) -> None:
+    await _fill(pg_store, per_owner=5)
+    await pg_store.set_owner("third.md", "quatrieme", "a new expert")
+    assert "document_chunks_embedding_quatrieme" in _vector_indexes(pg_url)
+    with psycopg.connect(pg_url) as conn:  # the agency re-tags in SQL: the next start indexes it
+        conn.execute(
+            "UPDATE copines.documents SET agent_owner = 'Cinq ème' WHERE filename = 'third.md'"
+        )
+    again = PostgresStore(pg_url, pg_store.settings)
+    await again.open()
+    await again.close()
+    assert PostgresStore.vector_index_name("Cinq ème") in _vector_indexes(pg_url)
 
 
 async def test_keyword_search_folds_accents_stems_french_and_takes_prefixes(

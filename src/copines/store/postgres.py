@@ -8,7 +8,7 @@ a transaction-mode pooler (Supabase's on port 6543, PgBouncer).
 
 from __future__ import annotations
 
-import math
+import hashlib
 import re
 import time
 from collections.abc import AsyncIterator
@@ -115,6 +115,9 @@ class PostgresStore(ConversationsMixin, Store):
         await pool.open(wait=True, timeout=self.settings.pg_connect_timeout)
         self._pool = pool
         await self.get_embedder_id()
+        if self.dim is not None:  # owners given by plain SQL since: index them too
+            async with self._tx() as conn:
+                await self.build_vector_indexes(conn)
 
     async def _configure(self, conn: AsyncConnection) -> None:
         # The vector type's OID was read once at open: no round trip per new connection.
@@ -226,8 +229,7 @@ class PostgresStore(ConversationsMixin, Store):
         )
 
     async def _type_vectors(self, conn: AsyncConnection, dim: int) -> None:
-        """On the first ingest: make the column vector(dim), stored inline, and index it."""
-        await conn.execute("DROP INDEX IF EXISTS copines.document_chunks_embedding_idx")
+        """On the first ingest: make the column vector(dim), stored inline."""
         await conn.execute(
             sql.SQL(
                 "ALTER TABLE copines.document_chunks ALTER COLUMN embedding TYPE vector({dim}) "
@@ -235,7 +237,6 @@ class PostgresStore(ConversationsMixin, Store):
             ).format(dim=sql.Literal(int(dim)))
         )
         await self._store_inline(conn, "embedding")
-        await self.build_vector_index(conn)
 
     @staticmethod
     async def _store_inline(conn: AsyncConnection, column: str) -> None:
@@ -247,20 +248,62 @@ class PostgresStore(ConversationsMixin, Store):
             )
         )
 
-    async def build_vector_index(self, conn: AsyncConnection) -> None:
-        """Create the HNSW index (cosine) with the configured m and ef_construction."""
+    @staticmethod
+    def vector_index_name(owner: str) -> str:
+        """The name of an owner's HNSW index (the owner itself when it is a plain id)."""
+        if re.fullmatch(r"[a-z0-9_]{1,30}", owner):
+            return f"document_chunks_embedding_{owner}"
+        return f"document_chunks_embedding_{hashlib.sha1(owner.encode()).hexdigest()[:12]}"
+
+    @staticmethod
+    async def vector_indexes(conn: AsyncConnection) -> list[str]:
+        rows = await (
+            await conn.execute(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = 'copines' "
+                "AND tablename = 'document_chunks' AND indexdef LIKE '%%USING hnsw%%'"
+            )
+        ).fetchall()
+        return [r["indexname"] for r in rows]
+
+    async def build_vector_indexes(
+        self, conn: AsyncConnection, owners: list[str] | None = None
+    ) -> list[str]:
+        """Create the missing HNSW indexes (cosine), one per owner (every owner present when
+        `owners` is None); returns the names created. Needs the column typed (a first ingest)."""
+        if owners is None:
+            rows = await (
+                await conn.execute("SELECT DISTINCT agent_owner FROM copines.document_chunks")
+            ).fetchall()
+            owners = [r["agent_owner"] for r in rows]
+        existing = set(await self.vector_indexes(conn))
+        missing = [o for o in dict.fromkeys(owners) if self.vector_index_name(o) not in existing]
+        if not missing:
+            return []
         s = self.settings
         await conn.execute(
             "SELECT set_config('maintenance_work_mem', %s, true)", (s.pg_maintenance_work_mem,)
         )
-        await conn.execute(
-            sql.SQL(
-                "CREATE INDEX document_chunks_embedding_idx ON copines.document_chunks "
-                "USING hnsw (embedding vector_cosine_ops) WITH (m = {m}, ef_construction = {ef})"
-            ).format(
-                m=sql.Literal(int(s.pg_hnsw_m)), ef=sql.Literal(int(s.pg_hnsw_ef_construction))
-            )
-        )
+        created = []
+        for owner in missing:
+            name = self.vector_index_name(owner)
+            try:
+                async with conn.transaction():  # a savepoint: another process may win the race
+                    await conn.execute(
+                        sql.SQL(
+                            "CREATE INDEX IF NOT EXISTS {name} ON copines.document_chunks "
+                            "USING hnsw (embedding vector_cosine_ops) "
+                            "WITH (m = {m}, ef_construction = {ef}) WHERE agent_owner = {owner}"
+                        ).format(
+                            name=sql.Identifier(name),
+                            m=sql.Literal(int(s.pg_hnsw_m)),
+                            ef=sql.Literal(int(s.pg_hnsw_ef_construction)),
+                            owner=sql.Literal(owner),
+                        )
+                    )
+                created.append(name)
+            except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
+                continue
+        return created
 
     async def save_document(
         self,
@@ -307,6 +350,7 @@ class PostgresStore(ConversationsMixin, Store):
                 "DELETE FROM copines.document_chunks WHERE document_id = %s", (doc_id,)
             )
             if chunks:
+                await self.build_vector_indexes(conn, [document.owner])
                 async with conn.cursor() as cur:
                     await cur.executemany(
                         "INSERT INTO copines.document_chunks (document_id, agent_owner, position, "
@@ -338,6 +382,8 @@ class PostgresStore(ConversationsMixin, Store):
             )
             if cur.rowcount == 0:
                 raise NotFoundError(f"no document named '{filename}'; see `copines documents`")
+            if self.dim is not None:
+                await self.build_vector_indexes(conn, [owner])
         self._owner_counts_at = 0.0
 
     async def delete_document(self, filename: str) -> None:
@@ -368,8 +414,8 @@ class PostgresStore(ConversationsMixin, Store):
         async with self._tx() as conn:
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_EMBEDDER_LOCK,))
             # The new vectors go to a new column of their size; the old one is dropped at the
-            # end, and the index is built once, in bulk (faster than updating the graph).
-            await conn.execute("DROP INDEX IF EXISTS copines.document_chunks_embedding_idx")
+            # end (its indexes with it), and the indexes are built once, in bulk (faster than
+            # updating the graphs row by row).
             await conn.execute(
                 sql.SQL(
                     "ALTER TABLE copines.document_chunks ADD COLUMN embedding_new vector({dim})"
@@ -398,7 +444,7 @@ class PostgresStore(ConversationsMixin, Store):
             await conn.execute(
                 "ALTER TABLE copines.document_chunks ALTER COLUMN embedding SET NOT NULL"
             )
-            await self.build_vector_index(conn)
+            await self.build_vector_indexes(conn)
             await conn.execute(
                 "INSERT INTO copines.meta (key, value) VALUES ('embedder', %s), ('dim', %s) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -422,16 +468,13 @@ class PostgresStore(ConversationsMixin, Store):
         return self._owner_counts
 
     async def search_plan(self, expert: str) -> tuple[bool, int]:
-        """(exact?, ef_search) for an expert: exact under the cutoff; else an ef_search raised
-        by how few of the chunks the owner filter keeps (the HNSW scan filters after it)."""
+        """(exact?, ef_search) for an expert: exact while her chunks and the shared ones are
+        under the cutoff, else through the owners' HNSW indexes."""
         counts = await self.owner_counts()
         mine = counts.get(expert, 0) + counts.get(SHARED, 0)
-        total = sum(counts.values())
         if mine <= self.settings.pg_exact_search_below:
             return True, 0
-        base = self.settings.pg_hnsw_ef_search
-        ef = math.ceil(base * total / max(mine, 1))
-        return False, max(base, min(ef, _MAX_EF_SEARCH))
+        return False, max(1, min(self.settings.pg_hnsw_ef_search, _MAX_EF_SEARCH))
 
     async def _check_dim(self, vector: np.ndarray) -> None:
         if self.dim is not None and len(vector) != self.dim:
@@ -455,20 +498,18 @@ class PostgresStore(ConversationsMixin, Store):
         exact: bool,
         ef_search: int = 0,
     ) -> list[tuple[int, float]]:
-        """copines.match_chunks(), exactly (no index scan) or through HNSW at `ef_search`."""
+        """copines.match_chunks(): exactly (no index scan), or through the expert's and the
+        shared HNSW indexes at `ef_search`."""
         query = np.asarray(vector, dtype=np.float32)
         async with self._tx() as conn:
             if exact:
                 await conn.execute("SELECT set_config('enable_indexscan', 'off', true)")
             else:
+                # Each owner has her own index, so no filter thins what the graph returns (and
+                # pgvector 0.8's iterative scans are not needed).
                 await conn.execute(
                     "SELECT set_config('hnsw.ef_search', %s, true)", (str(ef_search),)
                 )
-                if self.pgvector_version >= (0, 8, 0):
-                    # Keep scanning the graph until enough rows pass the owner filter.
-                    await conn.execute(
-                        "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)"
-                    )
             try:
                 rows = await (
                     await conn.execute(
