@@ -52,11 +52,15 @@ def with_database(url: str, name: str) -> str:
 
 
 @contextmanager
-def fresh_database(url: str) -> Iterator[str]:
-    """A new empty database on the server of `url`, dropped afterwards; yields its URL."""
+def fresh_database(url: str, template: str | None = None) -> Iterator[str]:
+    """A new database on the server of `url` (empty, or a copy of the database `template`,
+    which must have no open connection), dropped afterwards; yields its URL."""
     name = f"copines_test_{uuid.uuid4().hex[:12]}"
+    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template is not None:
+        create += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
     with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        admin.execute(create)
     try:
         yield with_database(url, name)
     finally:
