@@ -206,9 +206,11 @@ async def test_no_prepared_statement_or_session_setting_outlives_a_transaction(
             ).fetchone()
             ef = await (await conn.execute("SHOW hnsw.ef_search")).fetchone()
             index_scan = await (await conn.execute("SHOW enable_indexscan")).fetchone()
+            jit = await (await conn.execute("SHOW jit")).fetchone()
         assert prepared["n"] == 0
         assert ef["hnsw.ef_search"] == "40"  # pgvector's default: the SET LOCAL did not stay
         assert index_scan["enable_indexscan"] == "on"
+        assert jit["jit"] == "on"  # turned off per search transaction only
     finally:
         await store.close()
 

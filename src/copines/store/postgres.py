@@ -8,7 +8,6 @@ a transaction-mode pooler (Supabase's on port 6543, PgBouncer).
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 from collections.abc import AsyncIterator
@@ -30,6 +29,7 @@ from copines.experts import SHARED
 from copines.store.base import ChunkRecord, DocumentRecord, Passage, Store, StoredChunk
 from copines.store.pg_migrate import apply_migrations, parse_version
 from copines.store.postgres_conversations import ConversationsMixin
+from copines.store.postgres_vectors import VectorIndexesMixin
 from copines.store.sqlite import mismatch_error
 
 _EMBEDDER_LOCK = 7_366_813_002  # serialises the first ingest (it types the vector column)
@@ -61,7 +61,7 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC) if value is not None else None
 
 
-class PostgresStore(ConversationsMixin, Store):
+class PostgresStore(VectorIndexesMixin, ConversationsMixin, Store):
     """Postgres + pgvector behind the Store interface (psycopg 3, async pool)."""
 
     def __init__(self, url: str, settings: Settings):
@@ -227,83 +227,6 @@ class PostgresStore(ConversationsMixin, Store):
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (embedder_id, str(dim)),
         )
-
-    async def _type_vectors(self, conn: AsyncConnection, dim: int) -> None:
-        """On the first ingest: make the column vector(dim), stored inline."""
-        await conn.execute(
-            sql.SQL(
-                "ALTER TABLE copines.document_chunks ALTER COLUMN embedding TYPE vector({dim}) "
-                "USING embedding::vector({dim})"
-            ).format(dim=sql.Literal(int(dim)))
-        )
-        await self._store_inline(conn, "embedding")
-
-    @staticmethod
-    async def _store_inline(conn: AsyncConnection, column: str) -> None:
-        # pgvector's default (EXTERNAL) moves a 512-d vector (2 kB) out of the row into TOAST:
-        # an exact scan then pays one TOAST fetch per row (10 ms for 3k chunks, measured).
-        await conn.execute(
-            sql.SQL("ALTER TABLE copines.document_chunks ALTER COLUMN {} SET STORAGE PLAIN").format(
-                sql.Identifier(column)
-            )
-        )
-
-    @staticmethod
-    def vector_index_name(owner: str) -> str:
-        """The name of an owner's HNSW index (the owner itself when it is a plain id)."""
-        if re.fullmatch(r"[a-z0-9_]{1,30}", owner):
-            return f"document_chunks_embedding_{owner}"
-        return f"document_chunks_embedding_{hashlib.sha1(owner.encode()).hexdigest()[:12]}"
-
-    @staticmethod
-    async def vector_indexes(conn: AsyncConnection) -> list[str]:
-        rows = await (
-            await conn.execute(
-                "SELECT indexname FROM pg_indexes WHERE schemaname = 'copines' "
-                "AND tablename = 'document_chunks' AND indexdef LIKE '%%USING hnsw%%'"
-            )
-        ).fetchall()
-        return [r["indexname"] for r in rows]
-
-    async def build_vector_indexes(
-        self, conn: AsyncConnection, owners: list[str] | None = None
-    ) -> list[str]:
-        """Create the missing HNSW indexes (cosine), one per owner (every owner present when
-        `owners` is None); returns the names created. Needs the column typed (a first ingest)."""
-        if owners is None:
-            rows = await (
-                await conn.execute("SELECT DISTINCT agent_owner FROM copines.document_chunks")
-            ).fetchall()
-            owners = [r["agent_owner"] for r in rows]
-        existing = set(await self.vector_indexes(conn))
-        missing = [o for o in dict.fromkeys(owners) if self.vector_index_name(o) not in existing]
-        if not missing:
-            return []
-        s = self.settings
-        await conn.execute(
-            "SELECT set_config('maintenance_work_mem', %s, true)", (s.pg_maintenance_work_mem,)
-        )
-        created = []
-        for owner in missing:
-            name = self.vector_index_name(owner)
-            try:
-                async with conn.transaction():  # a savepoint: another process may win the race
-                    await conn.execute(
-                        sql.SQL(
-                            "CREATE INDEX IF NOT EXISTS {name} ON copines.document_chunks "
-                            "USING hnsw (embedding vector_cosine_ops) "
-                            "WITH (m = {m}, ef_construction = {ef}) WHERE agent_owner = {owner}"
-                        ).format(
-                            name=sql.Identifier(name),
-                            m=sql.Literal(int(s.pg_hnsw_m)),
-                            ef=sql.Literal(int(s.pg_hnsw_ef_construction)),
-                            owner=sql.Literal(owner),
-                        )
-                    )
-                created.append(name)
-            except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
-                continue
-        return created
 
     async def save_document(
         self,
@@ -502,13 +425,19 @@ class PostgresStore(ConversationsMixin, Store):
         shared HNSW indexes at `ef_search`."""
         query = np.asarray(vector, dtype=np.float32)
         async with self._tx() as conn:
+            # JIT compiling (on by default where Postgres has it, Supabase included) costs more
+            # than these short queries: off, for this transaction only.
             if exact:
-                await conn.execute("SELECT set_config('enable_indexscan', 'off', true)")
+                await conn.execute(
+                    "SELECT set_config('enable_indexscan', 'off', true), "
+                    "set_config('jit', 'off', true)"
+                )
             else:
                 # Each owner has her own index, so no filter thins what the graph returns (and
                 # pgvector 0.8's iterative scans are not needed).
                 await conn.execute(
-                    "SELECT set_config('hnsw.ef_search', %s, true)", (str(ef_search),)
+                    "SELECT set_config('hnsw.ef_search', %s, true), set_config('jit', 'off', true)",
+                    (str(ef_search),),
                 )
             try:
                 rows = await (
@@ -550,6 +479,7 @@ class PostgresStore(ConversationsMixin, Store):
         ).format(every=sql.SQL(" && ").join(each), any=sql.SQL(" || ").join(each))
         params = {"expert": expert, "shared": SHARED, "limit": limit, "cap": _KEYWORD_CAP}
         async with self._tx() as conn:
+            await conn.execute("SELECT set_config('jit', 'off', true)")
             rows = await (await conn.execute(query, params)).fetchall()
         return [r["id"] for r in rows]
 
