@@ -1,0 +1,5 @@
+"""`python -m copines`: the same commands as the `copines` script."""
+
+from copines.cli import main
+
+main()
