@@ -43,9 +43,10 @@ async def test_complete_sends_attribution_headers_and_reads_usage_cost(fake_chat
     assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (11, 3)
     assert result.usage.cost_usd == pytest.approx(0.0042)
     [request] = fake_chat.requests
-    assert request.headers["Authorization"] == f"Bearer {KEY}"
-    assert request.headers["HTTP-Referer"] == "https://lagencedescopines.com"
-    assert request.headers["X-Title"] == "Copines test"
+    headers = {k.lower(): v for k, v in request.headers.items()}  # names are case-insensitive
+    assert headers["authorization"] == f"Bearer {KEY}"
+    assert headers["http-referer"] == "https://lagencedescopines.com"
+    assert headers["x-title"] == "Copines test"
     assert request.body["messages"] == MESSAGES
 
 

@@ -219,8 +219,9 @@ async def test_llm_turn_prompt_history_usage(llm_deps, fake_chat: FakeChat, capl
 
     assert result.model == EXPERT and result.agent == "audrey" and result.error is None
     [request] = fake_chat.for_model(EXPERT)
-    assert request.headers["Authorization"] == f"Bearer {KEY}"
-    assert request.headers["HTTP-Referer"] and request.headers["X-Title"], request.headers
+    headers = {k.lower(): v for k, v in request.headers.items()}  # names are case-insensitive
+    assert headers["authorization"] == f"Bearer {KEY}"
+    assert headers["http-referer"] and headers["x-title"], headers
     messages = request.messages
     assert messages[0]["role"] == "system" and messages[-1] == {"role": "user", "content": AUDREY_Q}
     assert len(messages) == 1 + 10 + 1
