@@ -32,7 +32,7 @@ from copines.prompts import expert_messages
 from copines.providers.chat import ChatClient, ChatResult
 from copines.providers.offline import OFFLINE_MODEL, OfflineResponder
 from copines.routing import Decision, LocalRouter, Router, finish
-from copines.store.base import Message, Passage
+from copines.store.base import Conversation, Message, Passage
 from copines.turn_log import log_turn
 
 log = logging.getLogger("copines.turn")
@@ -66,16 +66,21 @@ class TurnResult:
     model: str
     timings_ms: dict[str, float]
     error: str | None = None
+    # Tokens and cost as stored with the answer (for the metrics; not part of the public object).
+    usage: dict[str, Any] | None = field(default=None, repr=False)
 
     def to_public(self) -> dict:
-        """JSON-ready dict of every field."""
-        return asdict(self)
+        """JSON-ready dict of every public field."""
+        public = asdict(self)
+        del public["usage"]
+        return public
 
 
 @dataclass
 class TurnEvent:
     event: str  # decision | token | sources | done | error
     data: dict
+    result: TurnResult | None = None  # on `done`
 
 
 @dataclass
@@ -84,6 +89,7 @@ class _Turn:
 
     conversation_id: str
     message: str
+    conversation: Conversation | None = None  # when the caller has just read or created it
     started: float = field(default_factory=time.perf_counter)
     timings: dict[str, float] = field(default_factory=dict)
     history: list[Message] = field(default_factory=list)
@@ -182,17 +188,24 @@ class TurnRunner:
             await self.chat.aclose()
 
     # Public interface ------------------------------------------------------------------
-    async def run(self, conversation_id: str, message: str) -> TurnResult:
-        """One whole turn. Raises InputError (bad message) or NotFoundError (no conversation)."""
-        turn = _Turn(conversation_id, message)
+    async def run(
+        self, conversation_id: str, message: str, *, conversation: Conversation | None = None
+    ) -> TurnResult:
+        """One whole turn. Raises InputError (bad message) or NotFoundError (no conversation).
+
+        `conversation`, when the caller has just read or created it, saves reading it again.
+        """
+        turn = _Turn(conversation_id, message, conversation)
         async for _ in self._turn(turn, streaming=False):
             pass
         assert turn.result is not None
         return turn.result
 
-    async def stream(self, conversation_id: str, message: str) -> AsyncIterator[TurnEvent]:
+    async def stream(
+        self, conversation_id: str, message: str, *, conversation: Conversation | None = None
+    ) -> AsyncIterator[TurnEvent]:
         """The turn as events: decision, sources, token..., done (or error)."""
-        turn = _Turn(conversation_id, message)
+        turn = _Turn(conversation_id, message, conversation)
         try:
             async for event in self._turn(turn, streaming=True):
                 yield event
@@ -210,13 +223,23 @@ class TurnRunner:
         message = self._validate(turn.message)
         turn.message = message
 
-        # 1-2. The conversation, its history and the message's embedding, concurrently.
+        # 1-2. The conversation, its history and the message's embedding, concurrently (a
+        # conversation the caller has just opened is not read again; a new one has no history).
         t = time.perf_counter()
-        conversation, turn.vector, turn.history = await asyncio.gather(
-            deps.store.get_conversation(turn.conversation_id),
-            deps.embedder.embed_one(message),
-            deps.store.get_messages(turn.conversation_id, limit=settings.history_turns),
-        )
+        conversation = turn.conversation
+        if conversation is None:
+            conversation, turn.vector, turn.history = await asyncio.gather(
+                deps.store.get_conversation(turn.conversation_id),
+                deps.embedder.embed_one(message),
+                deps.store.get_messages(turn.conversation_id, limit=settings.history_turns),
+            )
+        elif conversation.messages == 0:
+            turn.vector = await deps.embedder.embed_one(message)
+        else:
+            turn.vector, turn.history = await asyncio.gather(
+                deps.embedder.embed_one(message),
+                deps.store.get_messages(turn.conversation_id, limit=settings.history_turns),
+            )
         if conversation is None:
             raise NotFoundError(
                 f"no conversation '{turn.conversation_id}'; start one first (POST /api/chat "
@@ -282,7 +305,7 @@ class TurnRunner:
         result.timings_ms = dict(turn.timings)
         turn.result = result
         log_turn(turn, result, analysis, with_text=self.settings.log_message_text)
-        yield TurnEvent("done", result.to_public())
+        yield TurnEvent("done", result.to_public(), result)
 
     async def _generate(
         self, turn: _Turn, passages: list[Passage], streaming: bool
@@ -538,6 +561,11 @@ class TurnRunner:
             model=model,
             timings_ms={},
             error=error,
+            usage={
+                "prompt_tokens": answer.prompt_tokens,
+                "completion_tokens": answer.completion_tokens,
+                "cost_usd": answer.cost_usd,
+            },
         )
 
     async def _save_interrupted(self, turn: _Turn) -> None:

@@ -14,6 +14,8 @@ log = logging.getLogger("copines.turn")
 
 def log_turn(turn: Any, result: Any, analysis: Analysis, *, with_text: bool = False) -> None:
     """One JSON line with the agency's monitoring fields (no text unless allowed, no keys)."""
+    if not log.isEnabledFor(logging.INFO):
+        return  # not built at all when nobody reads it (a warning-level server)
     decision = turn.decision
     assert decision is not None
     orch = turn.orchestrator_usage or {}

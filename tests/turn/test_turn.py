@@ -19,7 +19,7 @@ from copines.turn import APOLOGY, TurnResult, TurnRunner
 
 AUDREY_Q = "Comment je crée une séquence email de bienvenue pour mon lead magnet ?"
 CAROLE_Q = "Comment trouver une bonne accroche pour mes reels Instagram ?"
-PUBLIC_FIELDS = set(TurnResult.__dataclass_fields__)
+PUBLIC_FIELDS = set(TurnResult.__dataclass_fields__) - {"usage"}  # usage: for the metrics
 
 
 async def new_conversation(deps) -> str:
@@ -143,21 +143,15 @@ async def test_upsell_and_positive_sentiment_in_a_turn(knowledge_deps):
 
 # Escalation ----------------------------------------------------------------------------
 async def test_escalation_records_a_brief_and_posts_the_webhook(
-    tmp_path, sample_knowledge_sqlite, embedder, webhook: WebhookReceiver
+    tmp_path, knowledge_url, embedder, webhook: WebhookReceiver
 ):
-    import shutil
-
     from tests.conftest import make_settings
 
     from copines.deps import Deps
 
-    db = tmp_path / "k.db"
-    shutil.copy(sample_knowledge_sqlite, db)
     webhook.statuses = [503]  # the receiver fails once, then accepts
     webhook.delay = 0.8  # and is slow: the visitor must not wait for it
-    settings = make_settings(
-        tmp_path, database_url=f"sqlite:///{db}", escalation_webhook=webhook.url
-    )
+    settings = make_settings(tmp_path, database_url=knowledge_url, escalation_webhook=webhook.url)
     deps = await Deps.create(settings, embedder=embedder)
     runner = TurnRunner(deps)
     runner.webhook.backoff = 0.01

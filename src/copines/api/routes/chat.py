@@ -26,6 +26,7 @@ from copines.api.schemas import ChatCreate, ChatPublic, ErrorPublic
 from copines.conversations import hash_token, open_conversation, start_conversation
 from copines.deps import Deps
 from copines.errors import InputError, StoreBusyError
+from copines.store.base import Conversation
 
 log = logging.getLogger("copines.api")
 router = APIRouter(prefix="/api", tags=["chat"])
@@ -58,6 +59,7 @@ class Opened:
     conversation_id: str
     message: str
     new_token: str | None  # only when this message starts the conversation
+    conversation: Conversation | None = None  # as just read or created (the turn reuses it)
 
 
 async def open_turn(
@@ -103,11 +105,11 @@ async def _open_turn(
         conversation = await open_conversation(deps.store, body.conversation_id, token)
         if conversation is None:
             raise HTTPException(404, detail=NOT_FOUND)
-        return Opened(conversation.id, message, None)
+        return Opened(conversation.id, message, None, conversation)
     conversation, new_token = await start_conversation(deps.store)
     # The first message counts against the new token too, like every later one.
     await limits.count_new_token(hash_token(new_token)[:24])
-    return Opened(conversation.id, message, new_token)
+    return Opened(conversation.id, message, new_token, conversation)
 
 
 def public_turn(result_public: dict[str, Any], opened: Opened, deps: Deps) -> dict[str, Any]:
@@ -121,25 +123,13 @@ def public_turn(result_public: dict[str, Any], opened: Opened, deps: Deps) -> di
     return payload
 
 
-async def record_turn(metrics: Metrics, deps: Deps, payload: dict[str, Any]) -> None:
-    """Feed the metrics, with the tokens and cost stored with the answer (read after the
-    visitor has her answer, so it never delays it)."""
-    usage = None
+def record_turn(metrics: Metrics, payload: dict[str, Any], usage: dict[str, Any] | None) -> None:
+    """Feed the metrics, with the tokens and cost stored with the answer (the turn hands them
+    over: no read back of what it just wrote)."""
     try:
-        stored = (
-            await deps.store.get_message(payload["message_id"])
-            if payload.get("message_id")
-            else None
-        )
-        if stored is not None:
-            usage = {
-                "prompt_tokens": stored.prompt_tokens,
-                "completion_tokens": stored.completion_tokens,
-                "cost_usd": stored.cost_usd,
-            }
+        metrics.record_turn(payload, usage)
     except Exception:  # metrics must never fail a turn
-        log.warning("metrics: could not read the usage of message %s", payload.get("message_id"))
-    metrics.record_turn(payload, usage)
+        log.warning("metrics: could not record message %s", payload.get("message_id"))
 
 
 @router.post("/chat", response_model=ChatPublic, responses=REFUSALS)
@@ -157,11 +147,13 @@ async def create_chat(
     opened = await open_turn(body, x_conversation_token, ip, deps, limits, metrics)
     metrics.in_flight.inc()
     try:
-        result = await turns.run(opened.conversation_id, opened.message)
+        result = await turns.run(
+            opened.conversation_id, opened.message, conversation=opened.conversation
+        )
     finally:
         metrics.in_flight.dec()
     payload = public_turn(result.to_public(), opened, deps)
-    background.add_task(record_turn, metrics, deps, payload)
+    background.add_task(record_turn, metrics, payload, getattr(result, "usage", None))
     return payload
 
 
@@ -197,7 +189,9 @@ async def create_chat_stream(
         metrics.in_flight.inc()
         first_token = True
         try:
-            async for event in turns.stream(opened.conversation_id, opened.message):
+            async for event in turns.stream(
+                opened.conversation_id, opened.message, conversation=opened.conversation
+            ):
                 data = event.data
                 if event.event == "decision":
                     data = {
@@ -211,7 +205,8 @@ async def create_chat_stream(
                 elif event.event == "done":
                     data = public_turn(data, opened, deps)
                     yield sse("done", data)
-                    await record_turn(metrics, deps, data)
+                    result = getattr(event, "result", None)
+                    record_turn(metrics, data, getattr(result, "usage", None))
                     continue
                 yield sse(event.event, data)
         except StoreBusyError:
