@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from httpx_aiohttp import AiohttpTransport
 
 from copines.config import Settings
 from copines.errors import ConfigError, ProviderError
-from copines.providers.http import RETRYABLE_STATUS, retry_delay
+from copines.providers.http import RETRYABLE_STATUS, async_client, retry_delay
 
 log = logging.getLogger("copines.chat")
 
@@ -125,14 +124,8 @@ class ChatClient:
         if title:
             self._headers["X-Title"] = title
         self._timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
-        # One connection per streamed answer: httpx's default pool (100) would queue the rest.
-        # aiohttp carries the bytes: httpcore's own pool scans every connection for each
-        # request and added 0.6-2.3 s to the first token with 500 answers streaming at once
-        # (aiohttp: 70-250 ms; docs/benchmarks.md, section load).
-        limits = httpx.Limits(max_connections=2000, max_keepalive_connections=200)
-        self._client = httpx.AsyncClient(
-            timeout=self._timeout, limits=limits, transport=AiohttpTransport(limits=limits)
-        )
+        # One connection per streamed answer: a pool of 100 would queue the rest.
+        self._client = async_client(self._timeout, max_connections=2000)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ChatClient:

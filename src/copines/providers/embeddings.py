@@ -13,7 +13,7 @@ import numpy as np
 
 from copines.config import Settings
 from copines.errors import ConfigError, ProviderError
-from copines.providers.http import post_json
+from copines.providers.http import async_client, post_json
 
 
 class Embedder(ABC):
@@ -192,11 +192,8 @@ class OpenAIEmbedder(Embedder):
         self._url = base_url.rstrip("/") + "/embeddings"
         self._headers = {"Authorization": f"Bearer {api_key}"}
         self._retries = retries
-        # Many visitors at once each embed their message: do not queue behind httpx's 100.
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout, connect=5.0),
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
-        )
+        # Many visitors at once each embed their message: do not queue behind a pool of 100.
+        self._client = async_client(httpx.Timeout(timeout, connect=5.0), max_connections=1000)
 
     async def embed_batch(self, texts: list[str]) -> np.ndarray:
         payload = {"model": self.model, "input": texts, "encoding_format": "float"}
