@@ -15,27 +15,27 @@ if TYPE_CHECKING:
     from copines.turn import TurnRunner
 
 
-def get_deps(request: Request) -> Deps:
+async def get_deps(request: Request) -> Deps:
     return request.app.state.deps
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_turns(request: Request) -> TurnRunner:
+async def get_turns(request: Request) -> TurnRunner:
     return request.app.state.turns
 
 
-def get_limits(request: Request) -> ChatLimits:
+async def get_limits(request: Request) -> ChatLimits:
     return request.app.state.limits
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
-def client_ip(request: Request) -> str:
+async def client_ip(request: Request) -> str:
     """The visitor's address: the socket peer, or the last X-Forwarded-For hop when the
     service sits behind a proxy we trust (the last hop is the one that proxy wrote)."""
     settings: Settings = request.app.state.settings
