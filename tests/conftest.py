@@ -1,14 +1,18 @@
 """Shared fixtures: settings without the developer's environment, the local embedder,
-stores on every backend, the sample knowledge, and a guard against network calls."""
+stores on every backend, the sample knowledge on every backend, and a guard against network
+calls."""
 
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import os
 import shutil
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -74,7 +78,8 @@ def postgres_url_or_skip() -> str:
     return postgres_url(EXTERNAL_DATABASE_URL)
 
 
-BACKENDS = ["sqlite", "postgres"]
+# The Postgres cases carry the `postgres` mark: `-m "not postgres"` runs SQLite alone.
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -136,14 +141,74 @@ def sample_knowledge_sqlite(
     return folder / "base.db"
 
 
+@pytest.fixture(scope="session")
+def sample_knowledge_postgres(
+    tmp_path_factory: pytest.TempPathFactory, embedder: LocalEmbedder
+) -> Iterator[tuple[str, str]]:
+    """(server URL, database name): the sample knowledge ingested once per run into a Postgres
+    database, left without connections so that `fresh_database(..., template=name)` copies it."""
+    import asyncio
+
+    from tests._postgres import fresh_database
+
+    server = postgres_url_or_skip()
+    folder = tmp_path_factory.mktemp("pg-knowledge")
+    with fresh_database(server) as url:
+        settings = make_settings(folder, database_url=url)
+
+        async def build() -> None:
+            deps = await Deps.create(settings, embedder=embedder)
+            try:
+                results = await deps.ingester().ingest_paths([EXAMPLES])
+                assert results and not any(r.skipped for r in results)
+            finally:
+                await deps.aclose()
+
+        asyncio.run(build())
+        yield server, urlsplit(url).path.lstrip("/")
+
+
+@pytest.fixture
+def knowledge_database(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[[], str]]:
+    """`knowledge_database()` returns the URL of a new copy of the sample knowledge on the
+    parametrised backend: a copied SQLite file, or a Postgres database created from the
+    session's template (a file copy on the server, about as fast). Copies go at teardown."""
+    with ExitStack() as copies:
+        if backend == "sqlite":
+            sample: Path = request.getfixturevalue("sample_knowledge_sqlite")
+
+            numbers = itertools.count()
+
+            def copy() -> str:
+                db = tmp_path / f"knowledge{next(numbers)}.db"
+                shutil.copy(sample, db)
+                return f"sqlite:///{db}"
+
+        else:
+            from tests._postgres import fresh_database
+
+            server, template = request.getfixturevalue("sample_knowledge_postgres")
+
+            def copy() -> str:
+                return copies.enter_context(fresh_database(server, template=template))
+
+        yield copy
+
+
+@pytest.fixture
+def knowledge_url(knowledge_database: Callable[[], str]) -> str:
+    """A fresh copy of the sample knowledge on the parametrised backend; its database URL."""
+    return knowledge_database()
+
+
 @pytest.fixture
 async def knowledge_deps(
-    tmp_path: Path, sample_knowledge_sqlite: Path, embedder: LocalEmbedder
+    tmp_path: Path, knowledge_url: str, embedder: LocalEmbedder
 ) -> AsyncIterator[Deps]:
-    """Every part, on a SQLite copy of the sample knowledge."""
-    db = tmp_path / "copy.db"
-    shutil.copy(sample_knowledge_sqlite, db)
-    settings = make_settings(tmp_path, database_url=f"sqlite:///{db}")
+    """Every part, on a copy of the sample knowledge on the parametrised backend."""
+    settings = make_settings(tmp_path, database_url=knowledge_url)
     built = await Deps.create(settings, embedder=embedder)
     try:
         yield built

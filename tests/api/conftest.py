@@ -1,8 +1,8 @@
-"""API fixtures: a real uvicorn server over a copy of the sample knowledge, and an HTTP client."""
+"""API fixtures: a real uvicorn server over a copy of the sample knowledge (on SQLite and on
+Postgres: `backend` is parametrised in tests/conftest.py), and an HTTP client."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -16,18 +16,20 @@ from tests.conftest import make_settings
 
 
 @pytest.fixture
-def knowledge_db(tmp_path: Path, sample_knowledge_sqlite: Path) -> Path:
-    db = tmp_path / "api.db"
-    shutil.copy(sample_knowledge_sqlite, db)
-    return db
+def knowledge_db(knowledge_url: str) -> Path:
+    """The SQLite file behind `knowledge_url`, for the tests that only SQLite has a file for."""
+    if not knowledge_url.startswith("sqlite:///"):
+        pytest.fail("knowledge_db is SQLite's: parametrize the test with backend=['sqlite']")
+    return Path(knowledge_url.removeprefix("sqlite:///"))
 
 
 @pytest.fixture
-def api_settings(tmp_path: Path, knowledge_db: Path) -> Callable[..., Settings]:
-    """Settings over the sample knowledge; keyword overrides as for Settings."""
+def api_settings(tmp_path: Path, knowledge_url: str) -> Callable[..., Settings]:
+    """Settings over a copy of the sample knowledge on the parametrised backend; keyword
+    overrides as for Settings."""
 
     def build(**overrides: object) -> Settings:
-        values: dict[str, object] = {"database_url": f"sqlite:///{knowledge_db}"}
+        values: dict[str, object] = {"database_url": knowledge_url}
         values.update(overrides)
         return make_settings(tmp_path, **values)
 

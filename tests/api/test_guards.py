@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 
 import httpx
+import pytest
 
 from tests.api.conftest import start
 
@@ -120,6 +122,9 @@ def test_origins_come_from_settings(serve, api_settings):
         assert local.status_code == 403
 
 
+# SQLite only: it locks the database file, which Postgres has no equivalent of; Postgres is busy
+# when every pooled connection is taken (test_a_busy_postgres_pool_answers_503_with_retry_after).
+@pytest.mark.parametrize("backend", ["sqlite"])
 def test_a_locked_database_answers_503_with_retry_after(serve, api_settings, knowledge_db):
     settings = api_settings(sqlite_busy_timeout_ms=200)
     with serve(settings) as server, httpx.Client(base_url=server.url, timeout=30) as http:
@@ -141,3 +146,40 @@ def test_a_locked_database_answers_503_with_retry_after(serve, api_settings, kno
             headers={"X-Conversation-Token": turn["token"]},
         )
         assert again.status_code == 200, again.text
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_a_busy_postgres_pool_answers_503_with_retry_after(serve, api_settings, knowledge_url):
+    """Postgres's counterpart: one pooled connection, held by a turn waiting on a table lock."""
+    import threading
+
+    import psycopg
+
+    settings = api_settings(pg_pool_min_size=1, pg_pool_max_size=1, pg_connect_timeout=1)
+    with serve(settings) as server, httpx.Client(base_url=server.url, timeout=30) as http:
+        turn = start(http)
+        continued = {"message": "Et ensuite ?", "conversation_id": turn["conversation_id"]}
+        token = {"X-Conversation-Token": turn["token"]}
+        with psycopg.connect(knowledge_url) as lock:
+            lock.execute("LOCK TABLE copines.messages IN ACCESS EXCLUSIVE MODE")
+            waiting: list[httpx.Response] = []
+            first = threading.Thread(
+                target=lambda: waiting.append(http.post("/api/chat", json=continued, headers=token))
+            )
+            first.start()
+            deadline = time.monotonic() + 10
+            while not lock.execute(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = "
+                "'copines.messages'::regclass"
+            ).fetchone()[0]:
+                assert time.monotonic() < deadline, "the turn never waited for the lock"
+                time.sleep(0.02)
+            busy = http.post("/api/chat", json={"message": "Bonjour, une question ?"})
+            assert busy.status_code == 503, busy.text
+            assert busy.headers["Retry-After"].isdigit()
+            assert "réessaie" in busy.json()["detail"]
+            lock.rollback()
+        first.join(30)
+        # The waiting turn went through once the lock was gone.
+        [answered] = waiting
+        assert answered.status_code == 200, answered.text

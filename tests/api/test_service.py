@@ -91,7 +91,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_copines_serve_runs_the_service(tmp_path: Path, knowledge_db: Path):
+def test_copines_serve_runs_the_service(tmp_path: Path, knowledge_url: str):
     copines = Path(sys.executable).with_name("copines")
     command = [str(copines)] if copines.exists() else [sys.executable, "-m", "copines.cli"]
     port = free_port()
@@ -100,7 +100,7 @@ def test_copines_serve_runs_the_service(tmp_path: Path, knowledge_db: Path):
         for k, v in os.environ.items()
         if not k.startswith("COPINES_") and k not in {"DATABASE_URL", "REDIS_URL"}
     }
-    env.update(DATABASE_URL=f"sqlite:///{knowledge_db}", COPINES_DATA_DIR=str(tmp_path))
+    env.update(DATABASE_URL=knowledge_url, COPINES_DATA_DIR=str(tmp_path))
     process = subprocess.Popen(
         [*command, "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=env,

@@ -3,10 +3,8 @@ results as the SQLite store (both search exactly at this size)."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -15,43 +13,21 @@ from copines.deps import Deps
 from copines.providers.embeddings import LocalEmbedder
 from copines.store.postgres import PostgresStore
 from copines.turn import TurnRunner
-from tests.conftest import EXAMPLES, make_settings, postgres_url_or_skip
+from tests.conftest import make_settings
 
 pytestmark = pytest.mark.postgres
 AUDREY_Q = "Comment je crée une séquence email de bienvenue pour mon lead magnet ?"
 CAROLE_Q = "Comment trouver une bonne accroche pour mes reels Instagram ?"
 
 
-@pytest.fixture(scope="module")
-def knowledge_template(
-    tmp_path_factory: pytest.TempPathFactory, embedder: LocalEmbedder
-) -> Iterator[tuple[str, str]]:
-    """(server URL, database name): the sample knowledge ingested once into Postgres."""
-    from tests._postgres import fresh_database
-
-    server = postgres_url_or_skip()
-    folder = tmp_path_factory.mktemp("pg-knowledge")
-    with fresh_database(server) as url:
-
-        async def build() -> None:
-            deps = await Deps.create(make_settings(folder, database_url=url), embedder=embedder)
-            try:
-                results = await deps.ingester().ingest_paths([EXAMPLES])
-                assert results and not any(r.skipped for r in results)
-            finally:
-                await deps.aclose()
-
-        asyncio.run(build())
-        yield server, urlsplit(url).path.lstrip("/")
-
-
 @pytest.fixture
 async def pg_knowledge(
-    knowledge_template: tuple[str, str], tmp_path: Path, embedder: LocalEmbedder
+    sample_knowledge_postgres: tuple[str, str], tmp_path: Path, embedder: LocalEmbedder
 ) -> AsyncIterator[Deps]:
+    """Every part, on a Postgres copy of the sample knowledge (whatever `backend` says)."""
     from tests._postgres import fresh_database
 
-    server, template = knowledge_template
+    server, template = sample_knowledge_postgres
     with fresh_database(server, template=template) as url:
         deps = await Deps.create(make_settings(tmp_path, database_url=url), embedder=embedder)
         try:
@@ -79,6 +55,7 @@ async def test_an_offline_turn_on_postgres(pg_knowledge: Deps) -> None:
     assert (await pg_knowledge.store.get_conversation(conversation.id)).messages == 4
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # knowledge_deps on SQLite, to compare with
 async def test_dense_results_match_the_sqlite_store(
     pg_knowledge: Deps, knowledge_deps: Deps, embedder: LocalEmbedder
 ) -> None:

@@ -1,12 +1,12 @@
-"""Fixtures for the turn: the fake OpenAI-compatible server, a webhook receiver, LLM-backed deps."""
+"""Fixtures for the turn: the fake OpenAI-compatible server, a webhook receiver, LLM-backed deps
+(on a copy of the sample knowledge, on every backend)."""
 
 from __future__ import annotations
 
 import asyncio
-import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,9 +90,9 @@ def webhook() -> Iterator[WebhookReceiver]:
         yield receiver
 
 
-def llm_settings(tmp_path: Path, url: str, db: Path, **overrides: object):
+def llm_settings(tmp_path: Path, url: str, database_url: str, **overrides: object):
     values: dict[str, object] = {
-        "database_url": f"sqlite:///{db}",
+        "database_url": database_url,
         "llm_base_url": url,
         "openrouter_api_key": KEY,
         "orchestrator_model": ORCH,
@@ -107,17 +107,18 @@ def llm_settings(tmp_path: Path, url: str, db: Path, **overrides: object):
 
 @pytest.fixture
 async def llm_deps_factory(
-    tmp_path: Path, sample_knowledge_sqlite: Path, embedder: LocalEmbedder, fake_chat: FakeChat
+    tmp_path: Path,
+    knowledge_database: Callable[[], str],
+    embedder: LocalEmbedder,
+    fake_chat: FakeChat,
 ):
-    """Build Deps on a copy of the sample knowledge, talking to the fake server."""
+    """Build Deps on a new copy of the sample knowledge (parametrised backend), talking to the
+    fake server."""
     built: list[Deps] = []
 
     async def make(**overrides: object) -> Deps:
-        db = tmp_path / f"copy{len(built)}.db"
-        shutil.copy(sample_knowledge_sqlite, db)
-        deps = await Deps.create(
-            llm_settings(tmp_path, fake_chat.url, db, **overrides), embedder=embedder
-        )
+        settings = llm_settings(tmp_path, fake_chat.url, knowledge_database(), **overrides)
+        deps = await Deps.create(settings, embedder=embedder)
         built.append(deps)
         return deps
 

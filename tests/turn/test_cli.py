@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -28,11 +27,10 @@ ROUTE_FIELDS = {
 
 
 @pytest.fixture
-def cli(tmp_path, sample_knowledge_sqlite, embedder, monkeypatch):
-    """Run commands on a copy of the sample knowledge, offline, with the session's embedder."""
-    db = tmp_path / "cli.db"
-    shutil.copy(sample_knowledge_sqlite, db)
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{db}")
+def cli(tmp_path, knowledge_url, embedder, monkeypatch):
+    """Run commands on a copy of the sample knowledge (on every backend), offline, with the
+    session's embedder."""
+    monkeypatch.setenv("DATABASE_URL", knowledge_url)
     monkeypatch.setenv("COPINES_DATA_DIR", str(tmp_path))
     monkeypatch.setattr("copines.deps.build_embedder", lambda settings: embedder)
     get_settings.cache_clear()
@@ -131,6 +129,9 @@ def test_eval_command_reports_accuracy_and_f1(cli, tmp_path):
     assert set(report["targets"]) == set(TARGETS)
 
 
+# The evaluation reads the labelled files, the router and the embedder, never the store: one
+# backend is enough.
+@pytest.mark.parametrize("backend", ["sqlite"])
 async def test_eval_meets_its_targets_on_the_labelled_sets(knowledge_deps):
     report = await evaluate(knowledge_deps, ROUTING, POSTPROCESS)
     routing = report["routing"]
