@@ -360,16 +360,29 @@ def main() -> None:
     )
     parser.add_argument("--concurrency", type=int, default=32, help="phase 2 clients")
     parser.add_argument("--seconds", type=float, default=10.0, help="phase 2 duration")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers of the server")
+    parser.add_argument(
+        "--compare-workers",
+        type=int,
+        default=2,
+        help="then the OpenAI-embeddings configuration again with this many workers (0: no)",
+    )
     parser.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
     args = parser.parse_args()
     if not 1 <= args.conversations <= 2000 or not 1 <= args.concurrency <= 500:
         raise SystemExit("bounded: 1..2000 conversations, 1..500 clients")
+    if not 1 <= args.workers <= 4 or not 0 <= args.compare_workers <= 4:
+        raise SystemExit("bounded: 1..4 workers")
 
     embedders = ["openai", "local"] if args.embedder == "both" else [args.embedder]
     load_before = os.getloadavg()[0]
     fakes = Fakes()
     try:
         blocks = [run_config(args, fakes, embedder) for embedder in embedders]
+        if args.compare_workers and args.compare_workers != args.workers:
+            more = argparse.Namespace(**vars(args))
+            more.workers = args.compare_workers
+            blocks.append(run_config(more, fakes, "openai"))
         blocks.append(client_comparison(args, fakes))
     finally:
         fakes.close()
@@ -378,7 +391,8 @@ def main() -> None:
             f"Machine: {machine()}; load average {load_before:.1f} when the run started (other "
             "work on the machine slows every figure). Command: `python bench/load.py` (defaults: "
             f"{args.conversations} conversations, a model answering in {args.model_seconds:g} s). "
-            "Each run: one `copines serve` worker (uvicorn) as its own process, the fake models "
+            f"Each run: `copines serve` ({args.workers} uvicorn worker unless the heading says "
+            "otherwise) as its own process, the fake models "
             "in another (bench/_fake_llm.py), the client in this one (aiohttp on 127.0.0.1). "
             "Rate limits raised through settings.",
             *blocks,
@@ -410,13 +424,16 @@ def run_config(args: argparse.Namespace, fakes: Fakes, embedder: str) -> str:
         url = f"http://127.0.0.1:{port}"
         with log.open("w") as out:
             server = subprocess.Popen(
-                copines("serve", "--port", str(port), "--log-level", "warning"),
+                copines(
+                    "serve", "--port", str(port), "--log-level", "warning",
+                    "--workers", str(args.workers),
+                ),
                 env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
         try:
             wait_ready(url, server, log)
             report = run_phases(args, url, fakes, server.pid)
-            if embedder == "openai":
+            if embedder == "openai" and args.workers == 1:
                 report += "\n\n" + api_floor(url, server.pid)
             return report
         finally:
@@ -532,9 +549,15 @@ def api_floor(url: str, pid: int, n: int = 3000) -> str:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far (Linux /proc)."""
+    """User + system CPU time a process and its live children (uvicorn's workers) have used
+    so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    used = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return used + sum(cpu_seconds(int(child)) for child in children)
 
 
 LIGHT = 10  # conversations at once in the light phase
@@ -574,6 +597,8 @@ def run_phases(args: argparse.Namespace, url: str, fakes: Fakes, pid: int) -> st
     steps = step_means(before, step_totals(url))
     shown = ("api_open", "load", "route", "retrieval", "generation", "postprocess", "save", "total")
     breakdown = ", ".join(f"{k} {steps[k]:.0f} ms" for k in shown if k in steps)
+    if args.workers > 1:  # /metrics answers from whichever worker takes the request
+        breakdown = "not shown (each worker keeps its own)"
     print("server mean per step:", breakdown, file=sys.stderr)
 
     # Phase 1b: the same conversations arriving evenly over `spread` seconds (steady state).
@@ -627,9 +652,12 @@ def run_phases(args: argparse.Namespace, url: str, fakes: Fakes, pid: int) -> st
         else "bundled USE model, in the worker"
     )
     store = "SQLite" if args.store == "sqlite" else "Postgres (pgvector, pool of 20)"
+    workers = f", {args.workers} workers" if args.workers > 1 else ""
+    budget = e2e_target - own[1]  # what the service may add to the model's own p95
+    cpu_all = cpu1 * args.conversations
     error_note = f" ({'; '.join(sorted(set(errors))[:3])})" if errors else ""
     lines = [
-        f"### {store} store, {embedder}",
+        f"### {store} store, {embedder}{workers}",
         "",
         f"**Phase 1**: {args.conversations} conversations start at once ({distinct} distinct "
         f"questions), over `POST /api/chat/stream`; the fake model answers in "
@@ -653,7 +681,17 @@ def run_phases(args: argparse.Namespace, url: str, fakes: Fakes, pid: int) -> st
         f"**{cpu1 * 1000:.1f} ms per streamed turn** (so about {1 / cpu1:.0f} turns/s on one "
         f"free core, whatever the load of the machine). For 95% of {args.conversations} turns "
         f"arriving at once to end within 0.4 s of the model's own time, one worker would need "
-        f"at most {0.4 / (0.95 * args.conversations) * 1000:.2f} ms of CPU per turn.",
+        f"at most {0.4 / (0.95 * args.conversations) * 1000:.2f} ms of CPU per turn. "
+        f"The arithmetic: {args.conversations} turns x {cpu1 * 1000:.1f} ms = "
+        f"{cpu_all:.2f} s of CPU, against {budget:.2f} s left once the model's own p95 is "
+        f"spent: {cpu_all / max(budget, 1e-9):.1f}x over on one core"
+        + (
+            f"; {args.workers} workers share it over at most {min(args.workers, os.cpu_count() or 1)}"
+            f" cores ({cpu_all / min(args.workers, os.cpu_count() or 1):.2f} s each at best, on "
+            "a machine that also runs the fake models and this client)."
+            if args.workers > 1
+            else "."
+        ),
         "",
         spread_note.strip(),
         "",
