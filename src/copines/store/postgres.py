@@ -4,6 +4,11 @@ Knowledge lives here; conversations, escalations and feedback in `postgres_conve
 Every statement is parameterised and no server-side prepared statement is kept
 (`prepare_threshold=None`), and settings only change with `SET LOCAL`, so the store works through
 a transaction-mode pooler (Supabase's on port 6543, PgBouncer).
+
+Round trips are what a visitor waits for (each is a wake-up of both processes on a busy machine):
+pooled connections are in autocommit, so a single statement is one round trip (no BEGIN, no
+COMMIT); only writes of several statements open a transaction (`_tx`); a search sends its
+`SET LOCAL` and its query in one message (`_search`).
 """
 
 from __future__ import annotations
@@ -104,6 +109,7 @@ class PostgresStore(VectorIndexesMixin, ConversationsMixin, Store):
             max_size=max(self.settings.pg_pool_max_size, self.settings.pg_pool_min_size),
             kwargs={
                 "prepare_threshold": None,  # nothing prepared: transaction poolers welcome
+                "autocommit": True,  # one statement, one round trip; `_tx` for several
                 "row_factory": dict_row,
                 "connect_timeout": max(1, int(self.settings.pg_connect_timeout)),
             },
@@ -129,8 +135,8 @@ class PostgresStore(VectorIndexesMixin, ConversationsMixin, Store):
             self._pool = None
 
     @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[AsyncConnection]:
-        """A pooled connection inside one transaction (committed on exit, rolled back on error)."""
+    async def _conn(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection in autocommit: each statement is its own transaction."""
         if self._pool is None:
             raise RuntimeError("store is not open; call `await store.open()` first")
         try:
@@ -142,9 +148,36 @@ class PostgresStore(VectorIndexesMixin, ConversationsMixin, Store):
                 f"{self._pool.timeout:.0f} s; retry shortly or raise COPINES_PG_POOL_MAX_SIZE"
             ) from exc
 
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection inside one transaction (committed on exit, rolled back on error)."""
+        async with self._conn() as conn, conn.transaction():
+            yield conn
+
+    async def _search(
+        self, settings: dict[str, str], query: sql.Composable, params: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """`settings` (as SET LOCAL) and `query` in one round trip.
+
+        Both go in one simple-protocol message, the parameters bound on this side by psycopg
+        (`AsyncClientCursor`): Postgres runs the statements of one such message as one implicit
+        transaction, so the settings hold for the query and end with it (a transaction-mode
+        pooler sees one transaction), and the query is planned for these very values (the
+        owner's partial index). Four round trips before: BEGIN, SET, the query, COMMIT.
+        """
+        sets = sql.SQL(", ").join(
+            sql.SQL("set_config({}, {}, true)").format(sql.Literal(k), sql.Literal(v))
+            for k, v in settings.items()
+        )
+        async with self._conn() as conn:
+            cur = psycopg.AsyncClientCursor(conn, row_factory=dict_row)
+            await cur.execute(sql.SQL("SELECT {}; {}").format(sets, query), params)
+            cur.nextset()
+            return await cur.fetchall()
+
     async def ping(self) -> bool:
         try:
-            async with self._tx() as conn:
+            async with self._conn() as conn:
                 row = await (await conn.execute("SELECT 1 AS ok")).fetchone()
                 return row["ok"] == 1
         except Exception:
@@ -162,7 +195,7 @@ class PostgresStore(VectorIndexesMixin, ConversationsMixin, Store):
         self.dim = int(meta["dim"]) if "dim" in meta else None
 
     async def get_embedder_id(self) -> str | None:
-        async with self._tx() as conn:
+        async with self._conn() as conn:
             await self._read_meta(conn)
         return self.embedder_id
 
@@ -190,13 +223,13 @@ class PostgresStore(VectorIndexesMixin, ConversationsMixin, Store):
         )
 
     async def get_document(self, filename: str) -> DocumentRecord | None:
-        async with self._tx() as conn:
+        async with self._conn() as conn:
             cur = await conn.execute(self._DOC_SELECT + " WHERE d.filename = %s", (filename,))
             row = await cur.fetchone()
         return self._document(row) if row else None
 
     async def list_documents(self, owner: str | None = None) -> list[DocumentRecord]:
-        async with self._tx() as conn:
+        async with self._conn() as conn:
             if owner is None:
                 cur = await conn.execute(self._DOC_SELECT + " ORDER BY d.filename")
             else:
@@ -310,7 +343,7 @@ class PostgresStore(VectorIndexesMixin, ConversationsMixin, Store):
         self._owner_counts_at = 0.0
 
     async def delete_document(self, filename: str) -> None:
-        async with self._tx() as conn:
+        async with self._conn() as conn:
             cur = await conn.execute(
                 "DELETE FROM copines.documents WHERE filename = %s", (filename,)
             )
@@ -319,7 +352,7 @@ class PostgresStore(VectorIndexesMixin, ConversationsMixin, Store):
         self._owner_counts_at = 0.0
 
     async def all_chunks(self) -> list[StoredChunk]:
-        async with self._tx() as conn:
+        async with self._conn() as conn:
             rows = await (
                 await conn.execute(
                     "SELECT c.id, c.content, c.heading_path, d.title "
@@ -379,7 +412,7 @@ class PostgresStore(VectorIndexesMixin, ConversationsMixin, Store):
     async def owner_counts(self) -> dict[str, int]:
         """Chunks per owner, re-read at most every 30 s (they only steer the search plan)."""
         if time.monotonic() - self._owner_counts_at > _OWNER_COUNTS_TTL:
-            async with self._tx() as conn:
+            async with self._conn() as conn:
                 rows = await (
                     await conn.execute(
                         "SELECT agent_owner, count(*) AS n FROM copines.document_chunks "
@@ -423,35 +456,32 @@ class PostgresStore(VectorIndexesMixin, ConversationsMixin, Store):
     ) -> list[tuple[int, float]]:
         """copines.match_chunks(): exactly (no index scan), or through the expert's and the
         shared HNSW indexes at `ef_search`."""
-        query = np.asarray(vector, dtype=np.float32)
-        async with self._tx() as conn:
-            # JIT compiling (on by default where Postgres has it, Supabase included) costs more
-            # than these short queries: off, for this transaction only.
-            if exact:
-                await conn.execute(
-                    "SELECT set_config('enable_indexscan', 'off', true), "
-                    "set_config('jit', 'off', true)"
-                )
-            else:
-                # Each owner has her own index, so no filter thins what the graph returns (and
-                # pgvector 0.8's iterative scans are not needed).
-                await conn.execute(
-                    "SELECT set_config('hnsw.ef_search', %s, true), set_config('jit', 'off', true)",
-                    (str(ef_search),),
-                )
-            try:
-                rows = await (
-                    await conn.execute(
-                        "SELECT id, similarity FROM copines.match_chunks(%s, %s, %s, %s)",
-                        (query, expert, float(threshold), int(limit)),
-                    )
-                ).fetchall()
-            except psycopg.errors.DataException as exc:
-                if "dimensions" in str(exc):
-                    raise mismatch_error(
-                        self.embedder_id or "?", f"an embedder of {len(vector)} dims"
-                    ) from exc
-                raise
+        # JIT compiling (on by default where Postgres has it, Supabase included) costs more than
+        # these short queries: off, for this transaction only. Each owner has her own index, so
+        # no filter thins what the graph returns (pgvector 0.8's iterative scans are not needed).
+        settings = {"jit": "off"}
+        if exact:
+            settings["enable_indexscan"] = "off"
+        else:
+            settings["hnsw.ef_search"] = str(int(ef_search))
+        query = sql.SQL(
+            "SELECT id, similarity FROM copines.match_chunks("
+            "%(vector)s::vector, %(expert)s, %(threshold)s, %(limit)s)"
+        )
+        params = {
+            "vector": np.asarray(vector, dtype=np.float32),
+            "expert": expert,
+            "threshold": float(threshold),
+            "limit": int(limit),
+        }
+        try:
+            rows = await self._search(settings, query, params)
+        except psycopg.errors.DataException as exc:
+            if "dimensions" in str(exc):
+                raise mismatch_error(
+                    self.embedder_id or "?", f"an embedder of {len(vector)} dims"
+                ) from exc
+            raise
         return [(int(r["id"]), float(r["similarity"])) for r in rows]
 
     async def keyword_search(self, expert: str, terms: list[str], limit: int) -> list[int]:
@@ -478,9 +508,7 @@ class PostgresStore(VectorIndexesMixin, ConversationsMixin, Store):
             "ORDER BY ts_rank(c.search, q.any) DESC, c.id LIMIT %(limit)s"
         ).format(every=sql.SQL(" && ").join(each), any=sql.SQL(" || ").join(each))
         params = {"expert": expert, "shared": SHARED, "limit": limit, "cap": _KEYWORD_CAP}
-        async with self._tx() as conn:
-            await conn.execute("SELECT set_config('jit', 'off', true)")
-            rows = await (await conn.execute(query, params)).fetchall()
+        rows = await self._search({"jit": "off"}, query, params)
         return [r["id"] for r in rows]
 
     async def get_passages(
@@ -501,7 +529,7 @@ class PostgresStore(VectorIndexesMixin, ConversationsMixin, Store):
             params["vector"] = np.asarray(vector, dtype=np.float32)
         else:
             query = select.format(score="0.0::float8")
-        async with self._tx() as conn:
+        async with self._conn() as conn:
             rows = await (await conn.execute(query, params)).fetchall()
         by_id = {
             r["id"]: Passage(
@@ -519,7 +547,7 @@ class PostgresStore(VectorIndexesMixin, ConversationsMixin, Store):
         return [by_id[i] for i in chunk_ids if i in by_id]
 
     async def count_chunks(self) -> int:
-        async with self._tx() as conn:
+        async with self._conn() as conn:
             row = await (
                 await conn.execute("SELECT count(*) AS n FROM copines.document_chunks")
             ).fetchone()

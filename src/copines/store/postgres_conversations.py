@@ -24,7 +24,10 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 class ConversationsMixin:
-    """The conversation half of the Postgres store; `self._tx()` comes from PostgresStore."""
+    """The conversation half of the Postgres store; `self._conn()` comes from PostgresStore.
+
+    Each method is one statement on an autocommit connection: one round trip, and atomic.
+    """
 
     # Conversations -------------------------------------------------------------------
     _CONV_SELECT = (
@@ -44,7 +47,7 @@ class ConversationsMixin:
         )
 
     async def create_conversation(self, conversation_id: str, token_hash: str) -> Conversation:
-        async with self._tx() as conn:
+        async with self._conn() as conn:
             row = await (
                 await conn.execute(
                     "INSERT INTO copines.conversations (id, token_hash) VALUES (%s, %s) "
@@ -55,14 +58,14 @@ class ConversationsMixin:
         return self._conversation(row)
 
     async def get_conversation(self, conversation_id: str) -> Conversation | None:
-        async with self._tx() as conn:
+        async with self._conn() as conn:
             row = await (
                 await conn.execute(self._CONV_SELECT + " WHERE v.id = %s", (conversation_id,))
             ).fetchone()
         return self._conversation(row) if row else None
 
     async def set_conversation_expert(self, conversation_id: str, expert: str | None) -> None:
-        async with self._tx() as conn:
+        async with self._conn() as conn:
             await conn.execute(
                 "UPDATE copines.conversations SET expert = %s, updated_at = clock_timestamp() "
                 "WHERE id = %s",
@@ -84,7 +87,7 @@ class ConversationsMixin:
             where.append("v.updated_at < %s")
             params.append(filters["until"])
         clause = (" WHERE " + " AND ".join(where)) if where else ""
-        async with self._tx() as conn:
+        async with self._conn() as conn:
             rows = await (
                 await conn.execute(
                     self._CONV_SELECT + clause + " ORDER BY v.updated_at DESC LIMIT %s OFFSET %s",
@@ -116,14 +119,18 @@ class ConversationsMixin:
         )
 
     async def add_message(self, message: Message) -> int:
-        async with self._tx() as conn:
+        # The message and the conversation's updated_at in one statement (one round trip).
+        async with self._conn() as conn:
             row = await (
                 await conn.execute(
-                    "INSERT INTO copines.messages (conversation_id, role, content, status, agent, "
-                    "confidence, router, sources, model, prompt_tokens, completion_tokens, "
-                    "cost_usd, timings, meta) "
+                    "WITH m AS (INSERT INTO copines.messages (conversation_id, role, content, "
+                    "status, agent, confidence, router, sources, model, prompt_tokens, "
+                    "completion_tokens, cost_usd, timings, meta) "
                     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                    "RETURNING id, created_at",
+                    "RETURNING id, conversation_id, created_at), "
+                    "v AS (UPDATE copines.conversations v SET updated_at = m.created_at "
+                    "FROM m WHERE v.id = m.conversation_id) "
+                    "SELECT id, created_at FROM m",
                     (
                         message.conversation_id,
                         message.role,
@@ -142,10 +149,6 @@ class ConversationsMixin:
                     ),
                 )
             ).fetchone()
-            await conn.execute(
-                "UPDATE copines.conversations SET updated_at = %s WHERE id = %s",
-                (row["created_at"], message.conversation_id),
-            )
         message.id = int(row["id"])
         message.created_at = _utc(row["created_at"])
         return message.id
@@ -153,7 +156,7 @@ class ConversationsMixin:
     async def get_messages(
         self, conversation_id: str, limit: int | None = None, after_id: int | None = None
     ) -> list[Message]:
-        async with self._tx() as conn:
+        async with self._conn() as conn:
             rows = await (
                 await conn.execute(
                     "SELECT * FROM copines.messages WHERE conversation_id = %s AND id > %s "
@@ -164,7 +167,7 @@ class ConversationsMixin:
         return [self._message(r) for r in reversed(rows)]
 
     async def get_message(self, message_id: int) -> Message | None:
-        async with self._tx() as conn:
+        async with self._conn() as conn:
             row = await (
                 await conn.execute("SELECT * FROM copines.messages WHERE id = %s", (message_id,))
             ).fetchone()
@@ -173,7 +176,7 @@ class ConversationsMixin:
     async def messages_between(
         self, since: datetime | None = None, until: datetime | None = None
     ) -> list[Message]:
-        async with self._tx() as conn:
+        async with self._conn() as conn:
             rows = await (
                 await conn.execute(
                     "SELECT * FROM copines.messages WHERE (%(since)s::timestamptz IS NULL "
@@ -202,7 +205,7 @@ class ConversationsMixin:
         )
 
     async def add_escalation(self, escalation: Escalation) -> int:
-        async with self._tx() as conn:
+        async with self._conn() as conn:
             row = await (
                 await conn.execute(
                     "INSERT INTO copines.escalations (conversation_id, message_id, reason, "
@@ -224,7 +227,7 @@ class ConversationsMixin:
         return escalation.id
 
     async def list_escalations(self, status: str | None = "open") -> list[Escalation]:
-        async with self._tx() as conn:
+        async with self._conn() as conn:
             rows = await (
                 await conn.execute(
                     "SELECT * FROM copines.escalations "
@@ -235,7 +238,7 @@ class ConversationsMixin:
         return [self._escalation(r) for r in rows]
 
     async def get_escalation(self, escalation_id: int) -> Escalation | None:
-        async with self._tx() as conn:
+        async with self._conn() as conn:
             row = await (
                 await conn.execute(
                     "SELECT * FROM copines.escalations WHERE id = %s", (escalation_id,)
@@ -244,7 +247,7 @@ class ConversationsMixin:
         return self._escalation(row) if row else None
 
     async def set_escalation_status(self, escalation_id: int, status: str) -> None:
-        async with self._tx() as conn:
+        async with self._conn() as conn:
             cur = await conn.execute(
                 "UPDATE copines.escalations SET status = %s, updated_at = clock_timestamp() "
                 "WHERE id = %s",
@@ -254,7 +257,7 @@ class ConversationsMixin:
                 raise NotFoundError(f"no escalation {escalation_id}")
 
     async def add_feedback(self, feedback: Feedback) -> int:
-        async with self._tx() as conn:
+        async with self._conn() as conn:
             row = await (
                 await conn.execute(
                     "INSERT INTO copines.feedback (conversation_id, message_id, rating, comment) "
@@ -273,7 +276,7 @@ class ConversationsMixin:
         return feedback.id
 
     async def list_feedback(self, conversation_id: str | None = None) -> list[Feedback]:
-        async with self._tx() as conn:
+        async with self._conn() as conn:
             rows = await (
                 await conn.execute(
                     "SELECT * FROM copines.feedback "
