@@ -6,6 +6,7 @@ import asyncio
 import bisect
 import json
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -83,13 +84,18 @@ class TermStats:
 
 
 class SQLiteStore(SQLiteConversations, Store):
-    """A single SQLite file. All calls run on one worker thread that owns the connection."""
+    """A single SQLite file. All calls run on one worker thread that owns the connection,
+    except the dense search, which reads through a second connection of its own (see
+    `dense_search`)."""
 
     def __init__(self, path: str | Path, busy_timeout_ms: int = 5000):
         self.path = str(path)
         self.busy_timeout_ms = busy_timeout_ms
         self._db: sqlite3.Connection | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="copines-sqlite")
+        self._reader: sqlite3.Connection | None = None  # the vector index's connection
+        self._reader_lock = threading.Lock()
+        self._index_lock = threading.Lock()
         self._index: VectorIndex | None = None
         self._terms: TermStats | None = None
         self.embedder_id: str | None = None
@@ -99,17 +105,20 @@ class SQLiteStore(SQLiteConversations, Store):
         def call() -> T:
             if self._db is None:
                 raise RuntimeError("store is not open; call `await store.open()` first")
-            try:
-                return fn(self._db)
-            except sqlite3.OperationalError as exc:
-                if "locked" in str(exc) or "busy" in str(exc):
-                    raise StoreBusyError(
-                        f"the database {self.path} stayed locked for "
-                        f"{self.busy_timeout_ms} ms; retry shortly"
-                    ) from exc
-                raise
+            return self._call(fn, self._db)
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    def _call(self, fn: Callable[[sqlite3.Connection], T], db: sqlite3.Connection) -> T:
+        try:
+            return fn(db)
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreBusyError(
+                    f"the database {self.path} stayed locked for "
+                    f"{self.busy_timeout_ms} ms; retry shortly"
+                ) from exc
+            raise
 
     @staticmethod
     @contextmanager
@@ -122,24 +131,31 @@ class SQLiteStore(SQLiteConversations, Store):
             raise
         db.execute("COMMIT")
 
-    def _connect(self) -> None:
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+    def _open_connection(self) -> sqlite3.Connection:
         db = sqlite3.connect(
             self.path,
             isolation_level=None,
             check_same_thread=False,
             timeout=self.busy_timeout_ms / 1000,
         )
+        db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+        return db
+
+    def _connect(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        db = self._open_connection()
         db.row_factory = sqlite3.Row
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
-        db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
         apply_migrations(db)
         self._db = db
         row = db.execute("SELECT value FROM meta WHERE key = 'embedder'").fetchone()
         self.embedder_id = row[0] if row else None
+        if self.path != ":memory:":  # another connection to ":memory:" is another database
+            self._reader = self._open_connection()
+            self._reader.execute("PRAGMA query_only=ON")
 
     async def open(self) -> None:
         if self._db is None:
@@ -153,6 +169,10 @@ class SQLiteStore(SQLiteConversations, Store):
             await self._run(shut)
             self._db = None
         self._executor.shutdown(wait=True)
+        if self._reader is not None:
+            with self._reader_lock:
+                self._reader.close()
+                self._reader = None
 
     async def ping(self) -> bool:
         try:
@@ -360,8 +380,16 @@ class SQLiteStore(SQLiteConversations, Store):
     def _current_index(self, db: sqlite3.Connection) -> VectorIndex:
         """The cached vector index, rebuilt when any process changed the chunks."""
         version = db.execute("SELECT value FROM meta WHERE key = 'chunks_version'").fetchone()[0]
-        if self._index is not None and self._index.version == version:
-            return self._index
+        index = self._index
+        if index is not None and index.version == version:
+            return index
+        with self._index_lock:  # one rebuild, whichever connection asks first
+            index = self._index
+            if index is not None and index.version == version:
+                return index
+            return self._build_index(db)
+
+    def _build_index(self, db: sqlite3.Connection) -> VectorIndex:
         db.execute("BEGIN")  # one snapshot for the version and the rows
         try:
             version = db.execute("SELECT value FROM meta WHERE key = 'chunks_version'").fetchone()[
@@ -390,10 +418,24 @@ class SQLiteStore(SQLiteConversations, Store):
     async def dense_search(
         self, expert: str, vector: np.ndarray, limit: int, threshold: float
     ) -> list[tuple[int, float]]:
-        index = await self._run(lambda db: self._checked_index(db, vector))
-        # The index is immutable: scan it off the database thread, which is then free for
-        # the keyword search running alongside.
-        return await asyncio.to_thread(index.search, (expert, SHARED), vector, limit, threshold)
+        owners = (expert, SHARED)
+        if self._reader is None:  # in memory: the one connection, on the database thread
+            index = await self._run(lambda db: self._checked_index(db, vector))
+            return await asyncio.to_thread(index.search, owners, vector, limit, threshold)
+        # Through the reader connection, in one trip to a worker thread: the keyword
+        # search running alongside holds the database thread, and the dense search used to
+        # wait for it there just to check the index's version.
+        return await asyncio.to_thread(self._dense_search, owners, vector, limit, threshold)
+
+    def _dense_search(
+        self, owners: tuple[str, ...], vector: np.ndarray, limit: int, threshold: float
+    ) -> list[tuple[int, float]]:
+        with self._reader_lock:
+            if self._reader is None:
+                raise RuntimeError("store is not open; call `await store.open()` first")
+            index = self._call(lambda db: self._checked_index(db, vector), self._reader)
+        # The index is immutable: scanned outside the lock.
+        return index.search(owners, vector, limit, threshold)
 
     def _term_stats(self, db: sqlite3.Connection) -> TermStats:
         """How many chunks hold each indexed term, rebuilt when any process changed them."""

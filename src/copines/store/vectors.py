@@ -2,32 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 
-_controller = None
-
-
-def single_blas_thread():
-    """A context in which numpy's BLAS uses one thread.
-
-    A matrix-vector product over 100k rows is memory-bound: a second BLAS thread saves
-    little, and when the cores are busy (the event loop, the embedder, other workers) its
-    spinning threads made the same search several times slower.
-    """
-    global _controller
-    if _controller is None:
-        try:
-            from threadpoolctl import ThreadpoolController
-
-            _controller = ThreadpoolController()
-        except Exception:  # threadpoolctl missing or confused: run as is
-            _controller = False
-    if _controller is False:
-        return contextlib.nullcontext()
-    return _controller.limit(limits=1, user_api="blas")
+from copines.blas import use_one_blas_thread
 
 
 @dataclass
@@ -75,28 +54,23 @@ class VectorIndex:
         self, owners: tuple[str, ...], vector: np.ndarray, limit: int, threshold: float
     ) -> list[tuple[int, float]]:
         """Best `limit` (chunk id, cosine) among `owners`' chunks scoring at least `threshold`."""
-        with single_blas_thread():
-            return self._search(owners, vector, limit, threshold)
-
-    def _search(
-        self, owners: tuple[str, ...], vector: np.ndarray, limit: int, threshold: float
-    ) -> list[tuple[int, float]]:
-        vector = np.asarray(vector, dtype=np.float32)
+        use_one_blas_thread()
+        vector = np.ascontiguousarray(vector, dtype=np.float32)
         found_ids: list[np.ndarray] = []
         found_scores: list[np.ndarray] = []
         for owner in owners:
             block = self.blocks.get(owner)
             if block is None or not len(block.ids):
                 continue
-            scores = block.matrix @ vector
-            keep = scores >= threshold
-            if len(scores) > limit:
-                top = np.argpartition(-scores, limit)[:limit]
-                mask = np.zeros(len(scores), dtype=bool)
-                mask[top] = True
-                keep &= mask
-            found_ids.append(block.ids[keep])
-            found_scores.append(scores[keep])
+            scores = block.matrix @ vector  # the one pass over the rows (memory-bound)
+            # The threshold first (it keeps a few percent of the rows), then the best
+            # `limit` of those, kept in index order so that ties fall as before.
+            rows = np.flatnonzero(scores >= threshold)
+            if len(rows) > limit:
+                best = np.argpartition(scores[rows], len(rows) - limit)[len(rows) - limit :]
+                rows = np.sort(rows[best])
+            found_ids.append(block.ids[rows])
+            found_scores.append(scores[rows])
         if not found_ids:
             return []
         ids = np.concatenate(found_ids)
