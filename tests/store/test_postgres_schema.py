@@ -230,3 +230,33 @@ def test_conversation_dataclass_roundtrip_types() -> None:
         "created_at",
         "updated_at",
     ]
+
+
+async def test_documents_of_new_owners_saved_at_once_do_not_deadlock(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Ingestion saves two files at once: each new owner's index is created while the other
+    transaction inserts chunks (CREATE INDEX's share lock against their inserts)."""
+    settings = make_settings(tmp_path, database_url=pg_url, pg_pool_max_size=4)
+    store = PostgresStore(pg_url, settings)
+    await store.open()
+    try:
+        vectors = _unit(30, 16, 2)
+        owners = ["audrey", "carole", "shared", "audrey", "carole", "shared"]
+        await asyncio.gather(
+            *(
+                store.save_document(
+                    DocumentRecord(f"{owner}-{i}.md", owner, owner, "h"),
+                    [ChunkRecord(j, f"texte {owner} {j}") for j in range(30)],
+                    vectors,
+                    "e",
+                )
+                for i, owner in enumerate(owners)
+            )
+        )
+        async with store._conn() as conn:
+            indexes = await store.vector_indexes(conn)
+        assert len(indexes) == 3
+        assert await store.count_chunks() == 180
+    finally:
+        await store.close()

@@ -273,6 +273,8 @@ class PostgresStore(VectorIndexesMixin, ConversationsMixin, Store):
         vectors = np.ascontiguousarray(embeddings, dtype=np.float32)
         dim = int(vectors.shape[1]) if vectors.ndim == 2 and len(vectors) else None
         async with self._tx() as conn:
+            if chunks:
+                await self.lock_for_new_index(conn, document.owner)
             await self._claim_embedder(conn, embedder_id, dim)
             await self._read_meta(conn)
             if dim is not None and self.dim is not None and dim != self.dim:
@@ -331,6 +333,8 @@ class PostgresStore(VectorIndexesMixin, ConversationsMixin, Store):
 
     async def set_owner(self, filename: str, owner: str, reason: str) -> None:
         async with self._tx() as conn:
+            if self.dim is not None:
+                await self.lock_for_new_index(conn, owner)
             cur = await conn.execute(
                 "UPDATE copines.documents SET agent_owner = %s, owner_reason = %s, "
                 "updated_at = clock_timestamp() WHERE filename = %s",

@@ -10,6 +10,11 @@ from psycopg import AsyncConnection, sql
 
 from copines.config import Settings
 
+# Serialises the creation of owners' indexes: CREATE INDEX holds a share lock on the chunks until
+# commit, which blocks other transactions' inserts; two ingests each creating an index and then
+# inserting would wait on each other (a deadlock, seen with two files ingested at once).
+_INDEX_LOCK = 7_366_813_003
+
 
 class VectorIndexesMixin:
     """Sizing the `embedding` column and keeping one partial HNSW index per owner."""
@@ -43,6 +48,18 @@ class VectorIndexesMixin:
             return f"document_chunks_embedding_{owner}"
         return f"document_chunks_embedding_{hashlib.sha1(owner.encode()).hexdigest()[:12]}"
 
+    async def lock_for_new_index(self, conn: AsyncConnection, owner: str) -> None:
+        """Before any change in a transaction that may create `owner`'s index: wait for the
+        other index creators (a transaction-level lock, so poolers are fine)."""
+        row = await (
+            await conn.execute(
+                "SELECT to_regclass(%s) IS NULL AS missing",
+                (f"copines.{self.vector_index_name(owner)}",),
+            )
+        ).fetchone()
+        if row["missing"]:
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_INDEX_LOCK,))
+
     @staticmethod
     async def vector_indexes(conn: AsyncConnection) -> list[str]:
         rows = await (
@@ -65,6 +82,11 @@ class VectorIndexesMixin:
             owners = [r["agent_owner"] for r in rows]
         existing = set(await self.vector_indexes(conn))
         missing = [o for o in dict.fromkeys(owners) if self.vector_index_name(o) not in existing]
+        if not missing:
+            return []
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_INDEX_LOCK,))
+        existing = set(await self.vector_indexes(conn))  # created while this one waited?
+        missing = [o for o in missing if self.vector_index_name(o) not in existing]
         if not missing:
             return []
         s = self.settings
