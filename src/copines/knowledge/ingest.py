@@ -66,7 +66,9 @@ class Ingester:
         self.embedder = embedder
         self.experts = experts
         self.tagger = tagger
-        self.concurrency = 2
+        # Files in flight: each embeds its chunks on a thread of its own, so with three one
+        # is read, chunked or written while two keep both cores embedding.
+        self.concurrency = 3
 
     def _check_owner(self, owner: str) -> None:
         if owner != "auto" and owner != SHARED and owner not in self.experts:
@@ -90,8 +92,7 @@ class Ingester:
         await self.check_embedder()
         files, results = collect_files(paths)
         seen: dict[str, Path] = {}
-        # Two files in flight: while one is being written (or read and chunked), the other
-        # keeps the embedder's workers busy. Results keep the order of the files.
+        # `concurrency` files in flight (see __init__). Results keep the order of the files.
         pending: deque[tuple[Path, asyncio.Task[IngestResult]]] = deque()
 
         async def one(path: Path) -> IngestResult:
