@@ -458,7 +458,7 @@ async def run(args: argparse.Namespace) -> str:
         "",
         "What the store does not control: the server's own time (the row above), which is "
         "pgvector walking two graphs (the expert's, then the shared one) at 512 dimensions: "
-        "about 6,500 buffer hits and as many cosine distances per search at ef_search=160. "
+        "about 7,000 buffer hits and as many cosine distances per search at ef_search=160. "
         "On 2 shared cores it moves with the machine's load more than with anything in the "
         "query. Levers left: pgvector >= 0.7 (halfvec halves the pages read; its distance "
         "functions use the CPU's vector instructions), or inner product on normalised vectors "
