@@ -476,7 +476,10 @@ async def run(args: argparse.Namespace) -> str:
             "makes about 8 round trips to Postgres (conversation, history, the visitor's "
             "message, keyword and vector search, passages, the answer, the expert), each one "
             "statement; about 28 before (BEGIN and COMMIT around each, SET LOCAL apart, a "
-            "message and its conversation's updated_at in two statements).",
+            "message and its conversation's updated_at in two statements). The longest store "
+            "call of a turn is the keyword search (the `keyword` rows above: its GIN scans "
+            "expand every prefix term), which runs beside the embedding and the vector search "
+            "and so sets the retrieval step's time: the next thing to bound.",
             "",
             "| path | turns | overhead p50 / p95 ms | total p50 / p95 ms |",
             "| --- | ---: | ---: | ---: |",
