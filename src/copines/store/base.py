@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -131,6 +132,71 @@ class Feedback:
     comment: str = ""
     id: int | None = None
     created_at: datetime | None = None
+
+
+# Row mapping shared by the backends: each passes how it stores JSON and timestamps
+# (SQLite: text to decode; Postgres: values the driver already decoded).
+Decode = Callable[[Any], Any]
+When = Callable[[Any], datetime | None]
+
+
+def conversation_from_row(row: Mapping[str, Any], when: When) -> Conversation:
+    return Conversation(
+        id=row["id"],
+        token_hash=row["token_hash"],
+        expert=row["expert"],
+        created_at=when(row["created_at"]),
+        updated_at=when(row["updated_at"]),
+        messages=row["messages"],
+    )
+
+
+def message_from_row(row: Mapping[str, Any], decode: Decode, when: When) -> Message:
+    return Message(
+        id=row["id"],
+        conversation_id=row["conversation_id"],
+        role=row["role"],
+        content=row["content"],
+        status=row["status"],
+        agent=row["agent"],
+        confidence=row["confidence"],
+        router=row["router"],
+        sources=decode(row["sources"]),
+        model=row["model"],
+        prompt_tokens=row["prompt_tokens"],
+        completion_tokens=row["completion_tokens"],
+        cost_usd=row["cost_usd"],
+        timings_ms=decode(row["timings"]),
+        meta=decode(row["meta"]),
+        created_at=when(row["created_at"]),
+    )
+
+
+def escalation_from_row(row: Mapping[str, Any], decode: Decode, when: When) -> Escalation:
+    return Escalation(
+        id=row["id"],
+        conversation_id=row["conversation_id"],
+        message_id=row["message_id"],
+        reason=row["reason"],
+        primary_need=row["primary_need"],
+        brief=row["brief"],
+        closest_expert=row["closest_expert"],
+        status=row["status"],
+        meta=decode(row["meta"]),
+        created_at=when(row["created_at"]),
+        updated_at=when(row["updated_at"]),
+    )
+
+
+def feedback_from_row(row: Mapping[str, Any], when: When) -> Feedback:
+    return Feedback(
+        id=row["id"],
+        conversation_id=row["conversation_id"],
+        message_id=row["message_id"],
+        rating=row["rating"],
+        comment=row["comment"],
+        created_at=when(row["created_at"]),
+    )
 
 
 class Store(ABC):

@@ -10,13 +10,27 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from copines.errors import NotFoundError
-from copines.store.base import Conversation, Escalation, Feedback, Message
+from copines.store.base import (
+    Conversation,
+    Escalation,
+    Feedback,
+    Message,
+    conversation_from_row,
+    escalation_from_row,
+    feedback_from_row,
+    message_from_row,
+)
 
 _dumps = partial(json.dumps, ensure_ascii=False, default=str)
 
 
 def _json(value: Any) -> Jsonb:
     return Jsonb(value, dumps=_dumps)
+
+
+def _same(value: Any) -> Any:
+    """JSON columns come back decoded by psycopg."""
+    return value
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -37,14 +51,7 @@ class ConversationsMixin:
 
     @staticmethod
     def _conversation(row: dict[str, Any]) -> Conversation:
-        return Conversation(
-            id=row["id"],
-            token_hash=row["token_hash"],
-            expert=row["expert"],
-            created_at=_utc(row["created_at"]),
-            updated_at=_utc(row["updated_at"]),
-            messages=row["messages"],
-        )
+        return conversation_from_row(row, _utc)
 
     async def create_conversation(self, conversation_id: str, token_hash: str) -> Conversation:
         async with self._conn() as conn:
@@ -99,24 +106,7 @@ class ConversationsMixin:
     # Messages ------------------------------------------------------------------------
     @staticmethod
     def _message(row: dict[str, Any]) -> Message:
-        return Message(
-            id=row["id"],
-            conversation_id=row["conversation_id"],
-            role=row["role"],
-            content=row["content"],
-            status=row["status"],
-            agent=row["agent"],
-            confidence=row["confidence"],
-            router=row["router"],
-            sources=row["sources"],
-            model=row["model"],
-            prompt_tokens=row["prompt_tokens"],
-            completion_tokens=row["completion_tokens"],
-            cost_usd=row["cost_usd"],
-            timings_ms=row["timings"],
-            meta=row["meta"],
-            created_at=_utc(row["created_at"]),
-        )
+        return message_from_row(row, _same, _utc)
 
     async def add_message(self, message: Message) -> int:
         # The message and the conversation's updated_at in one statement (one round trip).
@@ -190,19 +180,7 @@ class ConversationsMixin:
     # Escalations and feedback --------------------------------------------------------
     @staticmethod
     def _escalation(row: dict[str, Any]) -> Escalation:
-        return Escalation(
-            id=row["id"],
-            conversation_id=row["conversation_id"],
-            message_id=row["message_id"],
-            reason=row["reason"],
-            primary_need=row["primary_need"],
-            brief=row["brief"],
-            closest_expert=row["closest_expert"],
-            status=row["status"],
-            meta=row["meta"],
-            created_at=_utc(row["created_at"]),
-            updated_at=_utc(row["updated_at"]),
-        )
+        return escalation_from_row(row, _same, _utc)
 
     async def add_escalation(self, escalation: Escalation) -> int:
         async with self._conn() as conn:
@@ -284,14 +262,4 @@ class ConversationsMixin:
                     {"c": conversation_id},
                 )
             ).fetchall()
-        return [
-            Feedback(
-                id=r["id"],
-                conversation_id=r["conversation_id"],
-                message_id=r["message_id"],
-                rating=r["rating"],
-                comment=r["comment"],
-                created_at=_utc(r["created_at"]),
-            )
-            for r in rows
-        ]
+        return [feedback_from_row(r, _utc) for r in rows]

@@ -8,7 +8,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from copines.errors import NotFoundError
-from copines.store.base import Conversation, Escalation, Feedback, Message
+from copines.store.base import (
+    Conversation,
+    Escalation,
+    Feedback,
+    Message,
+    conversation_from_row,
+    escalation_from_row,
+    feedback_from_row,
+    message_from_row,
+)
 
 
 def _now() -> str:
@@ -25,14 +34,7 @@ class SQLiteConversations:
     # Conversations -------------------------------------------------------------------
     @staticmethod
     def _conversation(row: sqlite3.Row) -> Conversation:
-        return Conversation(
-            id=row["id"],
-            token_hash=row["token_hash"],
-            expert=row["expert"],
-            created_at=_dt(row["created_at"]),
-            updated_at=_dt(row["updated_at"]),
-            messages=row["messages"],
-        )
+        return conversation_from_row(row, _dt)
 
     _CONV_SELECT = (
         "SELECT v.*, (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = v.id) "
@@ -93,24 +95,7 @@ class SQLiteConversations:
 
     @staticmethod
     def _message(row: sqlite3.Row) -> Message:
-        return Message(
-            id=row["id"],
-            conversation_id=row["conversation_id"],
-            role=row["role"],
-            content=row["content"],
-            status=row["status"],
-            agent=row["agent"],
-            confidence=row["confidence"],
-            router=row["router"],
-            sources=json.loads(row["sources"]),
-            model=row["model"],
-            prompt_tokens=row["prompt_tokens"],
-            completion_tokens=row["completion_tokens"],
-            cost_usd=row["cost_usd"],
-            timings_ms=json.loads(row["timings"]),
-            meta=json.loads(row["meta"]),
-            created_at=_dt(row["created_at"]),
-        )
+        return message_from_row(row, json.loads, _dt)
 
     async def add_message(self, message: Message) -> int:
         def write(db: sqlite3.Connection) -> int:
@@ -187,19 +172,7 @@ class SQLiteConversations:
     # Escalations and feedback --------------------------------------------------------
     @staticmethod
     def _escalation(row: sqlite3.Row) -> Escalation:
-        return Escalation(
-            id=row["id"],
-            conversation_id=row["conversation_id"],
-            message_id=row["message_id"],
-            reason=row["reason"],
-            primary_need=row["primary_need"],
-            brief=row["brief"],
-            closest_expert=row["closest_expert"],
-            status=row["status"],
-            meta=json.loads(row["meta"]),
-            created_at=_dt(row["created_at"]),
-            updated_at=_dt(row["updated_at"]),
-        )
+        return escalation_from_row(row, json.loads, _dt)
 
     async def add_escalation(self, escalation: Escalation) -> int:
         def write(db: sqlite3.Connection) -> int:
@@ -284,16 +257,6 @@ class SQLiteConversations:
                 sql += " WHERE conversation_id = ?"
                 params = (conversation_id,)
             rows = db.execute(sql + " ORDER BY id DESC", params).fetchall()
-            return [
-                Feedback(
-                    id=r["id"],
-                    conversation_id=r["conversation_id"],
-                    message_id=r["message_id"],
-                    rating=r["rating"],
-                    comment=r["comment"],
-                    created_at=_dt(r["created_at"]),
-                )
-                for r in rows
-            ]
+            return [feedback_from_row(r, _dt) for r in rows]
 
         return await self._run(read)
