@@ -264,6 +264,14 @@ class ChatClient:
             payload["response_format"] = {"type": "json_object"}
         return payload
 
+    def _transport_error(self, exc: httpx.HTTPError, model: str, broken: str) -> _Retryable:
+        """A timeout or a broken connection: worth a retry, then the fallback model."""
+        if isinstance(exc, httpx.TimeoutException):
+            message = f"chat: model {model} timed out"
+        else:
+            message = f"chat: {broken} ({type(exc).__name__})"
+        return _Retryable(ProviderError(message, provider=self.provider))
+
     def _error(self, model: str, status: int, body: str) -> ProviderError:
         detail = body.strip().replace("\n", " ")[:200]
         return ProviderError(
@@ -291,16 +299,9 @@ class ChatClient:
             response = await self._client.post(
                 self.url, json=payload, headers=self._headers, timeout=self._timeout_for(timeout)
             )
-        except httpx.TimeoutException as exc:
-            raise _Retryable(
-                ProviderError(f"chat: model {model} timed out", provider=self.provider)
-            ) from exc
         except httpx.HTTPError as exc:
-            raise _Retryable(
-                ProviderError(
-                    f"chat: cannot reach {self.url} for model {model} ({type(exc).__name__})",
-                    provider=self.provider,
-                )
+            raise self._transport_error(
+                exc, model, f"cannot reach {self.url} for model {model}"
             ) from exc
         if response.status_code >= 400:
             error = self._error(model, response.status_code, response.text)
@@ -371,17 +372,8 @@ class ChatClient:
                         if piece:
                             parts.append(piece)
                             yield ChatDelta(text=piece)
-        except httpx.TimeoutException as exc:
-            raise _Retryable(
-                ProviderError(f"chat: model {model} timed out", provider=self.provider)
-            ) from exc
         except httpx.HTTPError as exc:
-            raise _Retryable(
-                ProviderError(
-                    f"chat: stream from model {model} broke ({type(exc).__name__})",
-                    provider=self.provider,
-                )
-            ) from exc
+            raise self._transport_error(exc, model, f"stream from model {model} broke") from exc
         usage = usage or Usage()
         usage.cost_usd = cost_of(usage, model, self.prices)
         yield ChatDelta(result=ChatResult(text="".join(parts), model=answered_by, usage=usage))
