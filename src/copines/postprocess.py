@@ -140,6 +140,10 @@ _NEGATIVE = {
 }
 _EMOJI_POSITIVE = ("🙏", "😊", "🥳", "😍", "🎉", "❤", "💪", "✨", "🤩", "😁", "🥰")
 _NEGATION = re.compile(r"\b(ne|n'|pas|jamais)\b")
+# Each cue's pattern compiled once (a cue starts a word); the plain substring test in
+# `sentiment` skips the regex for the cues a message does not hold, which is nearly all.
+_POSITIVE_CUES = [(cue, re.compile(r"(?<!\w)" + re.escape(cue)), w) for cue, w in _POSITIVE.items()]
+_NEGATIVE_CUES = [(cue, re.compile(r"(?<!\w)" + re.escape(cue)), w) for cue, w in _NEGATIVE.items()]
 
 _UPSELL = re.compile(
     r"\b(tarifs?|prix|combien (coute|coutent|ca coute)|coute combien|"
@@ -168,12 +172,14 @@ def sentiment(text: str) -> str:
     """positive, neutral or negative, from French cues (negation, emojis, punctuation)."""
     folded = fold(text)
     score = 0.0
-    for cue, weight in _POSITIVE.items():
-        for match in re.finditer(r"(?<!\w)" + re.escape(cue), folded):
+    for cue, pattern, weight in _POSITIVE_CUES:
+        if cue not in folded:
+            continue
+        for match in pattern.finditer(folded):
             before = folded[max(0, match.start() - 12) : match.start()]
             score += -weight if _NEGATION.search(before) and cue not in ("merci",) else weight
-    for cue, weight in _NEGATIVE.items():
-        if re.search(r"(?<!\w)" + re.escape(cue), folded):
+    for cue, pattern, weight in _NEGATIVE_CUES:
+        if cue in folded and pattern.search(folded):
             score -= weight
     score += 0.75 * sum(text.count(e) for e in _EMOJI_POSITIVE)
     if "!!" in text and score > 0:
