@@ -64,7 +64,8 @@ async def test_cost_falls_back_to_the_price_table(fake_chat: FakeChat):
 
 async def test_stream_parses_sse_chunks_and_final_usage(fake_chat: FakeChat):
     text = "Voici trois étapes simples pour commencer ton tunnel aujourd'hui."
-    fake_chat.script(MODEL, Reply(text, cost=0.001, chunk_words=2))
+    # A model that writes its pieces 20 ms apart: each piece is its own delta, as it comes.
+    fake_chat.script(MODEL, Reply(text, cost=0.001, chunk_words=2, chunk_delay=0.02))
     chat = client(fake_chat)
     pieces, result = [], None
     try:
@@ -75,9 +76,28 @@ async def test_stream_parses_sse_chunks_and_final_usage(fake_chat: FakeChat):
                 pieces.append(delta.text)
     finally:
         await chat.aclose()
-    assert len(pieces) > 3 and "".join(pieces) == text
+    assert len(pieces) == 5 and "".join(pieces) == text
     assert result is not None and result.text == text and result.usage.cost_usd == 0.001
     assert fake_chat.requests[0].body["stream"] is True
+
+
+async def test_stream_coalesces_pieces_that_arrive_together(fake_chat: FakeChat):
+    """A burst of SSE events read in one go becomes fewer deltas, and nothing is lost or
+    reordered, accents included (a multi-byte letter may straddle two reads)."""
+    text = " ".join(f"étape{i} déjà" for i in range(400))
+    fake_chat.script(MODEL, Reply(text, chunk_words=1))
+    chat = client(fake_chat)
+    pieces, result = [], None
+    try:
+        async for delta in chat.stream(MESSAGES, MODEL):
+            if delta.result:
+                result = delta.result
+            else:
+                pieces.append(delta.text)
+    finally:
+        await chat.aclose()
+    assert "".join(pieces) == text and result is not None and result.text == text
+    assert 1 <= len(pieces) < 800  # 800 events were written back to back
 
 
 @pytest.mark.parametrize("failure", [Status(503), Status(429, retry_after=0.01), Status(500)])

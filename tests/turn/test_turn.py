@@ -263,7 +263,7 @@ async def test_message_text_logged_only_when_allowed(llm_deps_factory, fake_chat
 
 async def test_llm_stream_tokens_then_done(llm_deps, fake_chat: FakeChat):
     text = "Super question ✨ Commence par noter trois idées de hooks, puis filme le premier."
-    fake_chat.default(EXPERT, Reply(text, chunk_words=2))
+    fake_chat.default(EXPERT, Reply(text, chunk_words=2, chunk_delay=0.01))
     runner = TurnRunner(llm_deps)
     cid = await new_conversation(llm_deps)
     events = [e async for e in runner.stream(cid, CAROLE_Q)]
