@@ -3,6 +3,7 @@
     .venv/bin/python bench/retrieval.py            # 1k, 10k, 100k chunks (~5 minutes)
     .venv/bin/python bench/retrieval.py --quick    # 1k and 10k, fewer queries
     .venv/bin/python bench/retrieval.py --calibrate  # the dense threshold study only
+    .venv/bin/python bench/retrieval.py --quick --no-write  # a trial run, docs untouched
 
 Measures, and writes to the `retrieval` section of docs/benchmarks.md:
 1. Ingestion end to end through the real ingester (load, chunk, tag, embed, store) on
@@ -253,7 +254,7 @@ async def calibrate(deps: Deps) -> str:
     return "\n".join(lines)
 
 
-async def run(quick: bool, only_calibrate: bool) -> None:
+async def run(quick: bool, only_calibrate: bool, write: bool = True) -> None:
     embedder = LocalEmbedder(threads=2)
     embedder.warm_up()
     work = Path(tempfile.mkdtemp(prefix="copines-bench-"))
@@ -345,16 +346,18 @@ async def run(quick: bool, only_calibrate: bool) -> None:
             calibration,
         ]
     )
-    update_section("retrieval", markdown)
-    print("\nwritten to docs/benchmarks.md (retrieval)")
+    if write:
+        update_section("retrieval", markdown)
+        print("\nwritten to docs/benchmarks.md (retrieval)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="1k and 10k only, fewer queries")
     parser.add_argument("--calibrate", action="store_true", help="the threshold study only")
+    parser.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
     args = parser.parse_args()
-    asyncio.run(run(args.quick, args.calibrate))
+    asyncio.run(run(args.quick, args.calibrate, not args.no_write))
 
 
 if __name__ == "__main__":
