@@ -356,7 +356,7 @@ class LocalRouter:
     async def _context_vector(self, vector: np.ndarray, context: list[str]) -> np.ndarray:
         if not context:
             return vector
-        vecs = [await self.embedder.embed_one(text) for text in context]
+        vecs = await self.embedder.embed_many(context)
         blend = 0.6 * vector + sum(
             w * v for w, v in zip((0.6, 1.0)[-len(vecs) :], vecs, strict=True)
         )

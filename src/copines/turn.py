@@ -462,7 +462,7 @@ class TurnRunner:
     async def _earlier_vectors(self, turn: _Turn) -> list[np.ndarray]:
         """The visitor's recent messages, embedded (cached), for loop detection."""
         earlier = [m.content for m in turn.history if m.role == "user"][-LOOP_PREVIOUS:]
-        return [await self.deps.embedder.embed_one(text) for text in earlier]
+        return await self.deps.embedder.embed_many(earlier)
 
     def _decision_event(self, decision: Decision) -> dict:
         expert = self.deps.experts.get(decision.agent)

@@ -186,3 +186,50 @@ async def test_local_embedder_matches_the_package_reference(embedder: LocalEmbed
     reference = USE(threads=1).encode(texts)
     reference /= np.linalg.norm(reference, axis=1, keepdims=True)
     assert np.allclose(ours, reference, atol=1e-5)
+
+
+async def test_concurrent_single_texts_share_batched_requests(openai_server, openai_embedder):
+    """Forty visitors' messages at once: a few requests of several texts each, every caller
+    getting her own vector (the same one a lone call gives)."""
+    import asyncio
+
+    texts = [f"message {i} d'une visiteuse sur son tunnel de vente" for i in range(40)]
+    vectors = await asyncio.gather(*(openai_embedder.embed_one(t) for t in texts))
+    batches = openai_server.batches
+    assert sum(batches) == 40 and len(batches) < 40 and max(batches) <= 4  # batch_size=4
+    alone = await openai_embedder.embed(texts[:3])
+    for i in range(3):
+        assert np.allclose(vectors[i], alone[i], atol=1e-6)
+
+
+async def test_embed_one_is_cached_and_an_idle_call_leaves_alone(openai_server, openai_embedder):
+    await openai_embedder.embed_one("bonjour Audrey")
+    assert openai_server.batches == [1]  # nothing to wait for: sent at once, alone
+    again = await openai_embedder.embed_many(["bonjour Audrey", "bonjour Audrey"])
+    assert openai_server.batches == [1] and np.allclose(again[0], again[1])
+
+
+async def test_a_failed_batch_fails_each_caller_and_the_next_calls_work(
+    openai_server, openai_embedder
+):
+    import asyncio
+
+    openai_server.fail(400, times=20)
+    outcomes = await asyncio.gather(
+        *(openai_embedder.embed_one(f"texte {i}") for i in range(6)), return_exceptions=True
+    )
+    assert all(isinstance(o, ProviderError) for o in outcomes)
+    openai_server.reset()
+    vector = await openai_embedder.embed_one("texte 0")
+    assert vector.shape == (64,)
+
+
+async def test_local_embedder_concurrent_calls_match_lone_calls(embedder: LocalEmbedder):
+    import asyncio
+
+    texts = [f"Comment écrire un hook numéro {i} pour mes reels ?" for i in range(12)]
+    embedder._cache.clear()
+    together = await asyncio.gather(*(embedder.embed_one(t) for t in texts))
+    embedder._cache.clear()
+    for text, vector in zip(texts, together, strict=True):
+        assert np.allclose(vector, await embedder.embed_one(text), atol=1e-5)

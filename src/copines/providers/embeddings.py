@@ -25,12 +25,15 @@ class Embedder(ABC):
         id: names the model and its size; the store refuses to mix vectors of two ids.
         dim: the vector size.
         default_threshold: the dense similarity floor calibrated for this model.
+        max_inflight_batches: how many batched calls `embed_one` keeps going at once.
     """
 
     id: str
     dim: int
     default_threshold: float
     batch_size: int = 64
+    max_inflight_batches: int = 4
+    cache_size: int = 2048
 
     @abstractmethod
     async def embed_batch(self, texts: list[str]) -> np.ndarray:
@@ -46,12 +49,96 @@ class Embedder(ABC):
         ]
         return normalise(np.vstack(parts).astype(np.float32, copy=False))
 
+    @property
+    def _cache(self) -> OrderedDict[str, np.ndarray]:
+        """Recent single texts and their vectors (a visitor's message is embedded again for
+        loop detection and follow-ups on her next turns)."""
+        cache = self.__dict__.get("_vectors")
+        if cache is None:
+            cache = self.__dict__["_vectors"] = OrderedDict()
+        return cache
+
     async def embed_one(self, text: str) -> np.ndarray:
-        """Embed one text; returns a (dim,) vector."""
-        return (await self.embed([text]))[0]
+        """Embed one text; returns a (dim,) vector.
+
+        Calls made while others are on their way share batched calls: with hundreds of
+        visitors at once, one forward pass or one HTTP request embeds dozens of messages
+        (an idle service sends each message at once, alone)."""
+        cache = self._cache
+        hit = cache.get(text)
+        if hit is not None:
+            cache.move_to_end(text)
+            return hit
+        batcher = self.__dict__.get("_batcher")
+        if batcher is None:
+            batcher = self.__dict__["_batcher"] = Coalescer(
+                self.embed, self.batch_size, self.max_inflight_batches
+            )
+        vector = await batcher.submit(text)
+        cache[text] = vector
+        if len(cache) > self.cache_size:
+            cache.popitem(last=False)
+        return vector
+
+    async def embed_many(self, texts: list[str]) -> list[np.ndarray]:
+        """Embed a few texts through `embed_one` (cache, then shared batches), concurrently."""
+        return list(await asyncio.gather(*(self.embed_one(text) for text in texts)))
 
     async def aclose(self) -> None:
         """Release network clients, if any."""
+
+
+class Coalescer:
+    """Groups concurrent single-text requests into batched calls of `run`.
+
+    A request waits only when `max_inflight` batches are already on their way; it then
+    joins the next batch, which leaves as soon as one of them returns. Identical texts
+    asked at once share one row. A failed batch fails each of its requests with the error.
+    """
+
+    def __init__(self, run, max_batch: int, max_inflight: int):
+        self._run = run
+        self._max_batch = max(1, max_batch)
+        self._max_inflight = max(1, max_inflight)
+        self._waiting: dict[str, asyncio.Future[np.ndarray]] = {}
+        self._inflight = 0
+
+    async def submit(self, text: str) -> np.ndarray:
+        future = self._waiting.get(text)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._waiting[text] = future
+            self._start()
+        return await asyncio.shield(future)
+
+    def _start(self) -> None:
+        while self._waiting and self._inflight < self._max_inflight:
+            texts = list(self._waiting)[: self._max_batch]
+            batch = {text: self._waiting.pop(text) for text in texts}
+            self._inflight += 1
+            asyncio.get_running_loop().create_task(self._send(batch))
+
+    async def _send(self, batch: dict[str, asyncio.Future[np.ndarray]]) -> None:
+        try:
+            vectors = await self._run(list(batch))
+        except asyncio.CancelledError:
+            self._fail(batch, ProviderError("embeddings: stopped", provider="embeddings"))
+            raise
+        except Exception as exc:  # handed to every request of the batch
+            self._fail(batch, exc)
+        else:
+            for future, vector in zip(batch.values(), vectors, strict=True):
+                if not future.done():
+                    future.set_result(vector)
+        finally:
+            self._inflight -= 1
+            self._start()
+
+    @staticmethod
+    def _fail(batch: dict[str, asyncio.Future[np.ndarray]], exc: Exception) -> None:
+        for future in batch.values():
+            if not future.done():
+                future.set_exception(exc)
 
 
 def normalise(matrix: np.ndarray) -> np.ndarray:
@@ -91,9 +178,10 @@ class LocalEmbedder(Embedder):
 
         self._model = USE(threads=1)
         self._threads = max(1, threads)
+        # The forward pass takes a core: more batches at once would only queue for one.
+        self.max_inflight_batches = self._threads
+        self.cache_size = cache_size
         self._pool: ThreadPoolExecutor | None = None
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._cache_size = cache_size
         self._loaded = threading.Lock()
         self._ready = False
         self._forward: UseForward | None = None
@@ -146,18 +234,8 @@ class LocalEmbedder(Embedder):
         return out
 
     async def embed_batch(self, texts: list[str]) -> np.ndarray:
-        if len(texts) == 1:
-            hit = self._cache.get(texts[0])
-            if hit is not None:
-                self._cache.move_to_end(texts[0])
-                return hit[None, :]
         # The forward pass is numpy (it releases the GIL): keep the event loop free.
-        out = await asyncio.to_thread(self._encode, texts)
-        if len(texts) == 1:
-            self._cache[texts[0]] = out[0]
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        return out
+        return await asyncio.to_thread(self._encode, texts)
 
     def embed_sync(self, texts: list[str]) -> np.ndarray:
         """Blocking variant for scripts and benchmarks that have no event loop."""
