@@ -15,7 +15,8 @@ from copines.deps import Deps
 from copines.errors import EmbedderMismatchError
 from copines.providers.embeddings import LocalEmbedder
 from copines.store.base import ChunkRecord, DocumentRecord
-from copines.store.postgres import PostgresStore, tsquery_words
+from copines.store.postgres import PostgresStore
+from copines.store.postgres_keywords import ROW_BUDGET, LexemeCounts, tsquery_words
 from tests.conftest import EXAMPLES, ROOT, make_settings, postgres_url_or_skip
 
 pytestmark = pytest.mark.postgres
@@ -330,3 +331,40 @@ async def test_keyword_ranking_prefers_chunks_holding_every_word(pg_store: Postg
     best = await pg_store.get_passages("carole", ids[:1])
     assert best[0].text.startswith("Ton calendrier")
     assert len(ids) == 10
+
+
+def test_the_rarest_words_are_searched_within_the_row_budget() -> None:
+    counts = LexemeCounts.from_stats(
+        ["aquarell", "aquarelle", "calendri", "calendrier", "page"],
+        [0.01, 0.01, 0.2, 0.2, 0.5, 0.01, 0.5, 0.0],  # pg_stats adds min, max and null share
+        10_000,
+    )
+    assert counts.prefix_rows("aquarell") == 200  # both lexemes, an upper bound
+    assert counts.prefix_rows("calendri") == 4000
+    assert counts.prefix_rows("zephyr") == 0  # rarer than any counted lexeme
+    assert counts.choose(["page", "calendri", "aquarell", "zephyr"], 1000) == ["aquarell", "zephyr"]
+    assert counts.choose(["page", "calendri"], 1000) == ["calendri"]  # the rarest, always
+    assert counts.choose(["page", "calendri"], 20_000) == ["page", "calendri"]
+    small = LexemeCounts.from_stats(["page"], [0.9, 0.9, 0.9, 0.0], 800)
+    assert small.choose(["page", "calendri"], 1000) == ["page", "calendri"]  # all fit
+
+
+async def test_a_common_word_does_not_crowd_out_a_rare_one(
+    pg_store: PostgresStore, pg_url: str
+) -> None:
+    # Every chunk says "page"; the last three alone say "aquarelle". Searching "page" would
+    # find more rows than are ranked, in table order: the aquarelle ones would be left out.
+    n = ROW_BUDGET + 200
+    chunks = [ChunkRecord(i, f"Une page de vente, variante {i}.") for i in range(n - 3)]
+    chunks += [ChunkRecord(n - 3 + i, f"La page aquarelle numéro {i}.") for i in range(3)]
+    await pg_store.save_document(
+        DocumentRecord("carole.md", "C", "carole", "h"), chunks, _unit(n, 8, 5), "test:8"
+    )
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("ANALYZE copines.document_chunks")
+    counts = await pg_store.lexeme_counts()
+    assert counts.total == n and counts.prefix_rows("page") >= n * 0.9
+    assert counts.choose(["page", "aquarell"], ROW_BUDGET) == ["aquarell"]
+    ids = await pg_store.keyword_search("carole", ["page", "aquarell"], 10)
+    found = await pg_store.get_passages("carole", ids)
+    assert [p.text for p in found] == [c.text for c in chunks[-3:]]

@@ -13,7 +13,6 @@ COMMIT); only writes of several statements open a transaction (`_tx`); a search 
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -34,14 +33,13 @@ from copines.experts import SHARED
 from copines.store.base import ChunkRecord, DocumentRecord, Passage, Store, StoredChunk
 from copines.store.pg_migrate import apply_migrations, parse_version
 from copines.store.postgres_conversations import ConversationsMixin
+from copines.store.postgres_keywords import KeywordSearchMixin
 from copines.store.postgres_vectors import VectorIndexesMixin
 from copines.store.sqlite import mismatch_error
 
 _EMBEDDER_LOCK = 7_366_813_002  # serialises the first ingest (it types the vector column)
 _OWNER_COUNTS_TTL = 30.0  # seconds a process trusts its chunk counts per owner
 _MAX_EF_SEARCH = 1000
-_TERM = re.compile(r"[a-z0-9]+")
-_KEYWORD_CAP = 1000  # chunks ranked per kind of keyword match (see keyword_search)
 
 
 def plain_url(url: str) -> str:
@@ -52,21 +50,11 @@ def plain_url(url: str) -> str:
     return url
 
 
-def tsquery_words(terms: list[str]) -> list[str]:
-    """The words of the search terms, safe inside a tsquery (letters and digits only)."""
-    clean: list[str] = []
-    for term in terms:
-        for part in _TERM.findall(term.lower()):
-            if part not in clean:
-                clean.append(part)
-    return clean
-
-
 def _utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC) if value is not None else None
 
 
-class PostgresStore(VectorIndexesMixin, ConversationsMixin, Store):
+class PostgresStore(VectorIndexesMixin, KeywordSearchMixin, ConversationsMixin, Store):
     """Postgres + pgvector behind the Store interface (psycopg 3, async pool)."""
 
     def __init__(self, url: str, settings: Settings):
@@ -487,33 +475,6 @@ class PostgresStore(VectorIndexesMixin, ConversationsMixin, Store):
                 ) from exc
             raise
         return [(int(r["id"]), float(r["similarity"])) for r in rows]
-
-    async def keyword_search(self, expert: str, terms: list[str], limit: int) -> list[int]:
-        words = tsquery_words(terms)
-        if not words:
-            return []
-        # Each word as a prefix, folded, plain or French-stemmed: (simple(w) || french(w)).
-        each = [
-            sql.SQL("(to_tsquery('simple', {w}) || to_tsquery('french', {w}))").format(
-                w=sql.Literal(f"{word}:*")
-            )
-            for word in words
-        ]
-        # Ranking every chunk that holds one common word costs a TOAST read each (0.6 s over
-        # 100k chunks, measured): rank the chunks holding every word, and a bounded share of
-        # those holding any, which keeps the best ones for all but the commonest words.
-        query = sql.SQL(
-            "WITH q AS (SELECT {every} AS every, {any} AS any) "
-            "SELECT c.id FROM copines.document_chunks c, q WHERE c.id IN ("
-            "(SELECT k.id FROM copines.document_chunks k, q WHERE k.search @@ q.every "
-            "AND k.agent_owner IN (%(expert)s, %(shared)s) LIMIT %(cap)s) UNION "
-            "(SELECT k.id FROM copines.document_chunks k, q WHERE k.search @@ q.any "
-            "AND k.agent_owner IN (%(expert)s, %(shared)s) LIMIT %(cap)s)) "
-            "ORDER BY ts_rank(c.search, q.any) DESC, c.id LIMIT %(limit)s"
-        ).format(every=sql.SQL(" && ").join(each), any=sql.SQL(" || ").join(each))
-        params = {"expert": expert, "shared": SHARED, "limit": limit, "cap": _KEYWORD_CAP}
-        rows = await self._search({"jit": "off"}, query, params)
-        return [r["id"] for r in rows]
 
     async def get_passages(
         self, expert: str, chunk_ids: list[int], vector: np.ndarray | None = None
