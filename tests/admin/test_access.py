@@ -143,6 +143,24 @@ async def test_logout_ends_the_session(admin):
     assert (await admin.get("/admin/api/escalations")).status_code == 401
 
 
+async def test_logout_ends_a_copied_cookie_too(admin, admin_deps):
+    """Someone who copied the cookie (a shared computer, a leaked header) loses the console
+    when its owner signs out, not 8 hours later; another session stays open."""
+    stolen = admin.cookies.get(SESSION_COOKIE, path="/admin")
+    other = httpx.AsyncClient(transport=admin._transport, base_url="http://127.0.0.1")
+    async with other:
+        assert (await sign_in(other)).status_code == 303
+        csrf = await csrf_of(admin)
+        assert (await admin.post("/admin/logout", data={"csrf_token": csrf})).status_code == 303
+        thief = {"Cookie": f"{SESSION_COOKIE}={stolen}"}
+        async with httpx.AsyncClient(
+            transport=admin._transport, base_url="http://127.0.0.1", headers=thief
+        ) as copy:
+            assert (await copy.get("/admin/escalations")).status_code == 303
+            assert (await copy.get("/admin/api/escalations")).status_code == 401
+        assert (await other.get("/admin/escalations")).status_code == 200
+
+
 async def test_console_disabled_without_token(tmp_path, embedder):
     from copines.deps import Deps
     from tests.admin.conftest import console_app

@@ -10,6 +10,10 @@ from typing import Any
 
 import numpy as np
 
+# Closed console sessions live in the `meta` table under this prefix (one row each); the
+# range [REVOKED_PREFIX, REVOKED_END) selects them through the primary key.
+REVOKED_PREFIX, REVOKED_END = "admin_revoked:", "admin_revoked;"
+
 
 @dataclass
 class DocumentRecord:
@@ -223,6 +227,16 @@ class Store(ABC):
     @abstractmethod
     async def ping(self) -> bool:
         """True when the database answers."""
+
+    # Console sessions ------------------------------------------------------------------
+    @abstractmethod
+    async def revoke_session(self, nonce: str, expires: int) -> None:
+        """Remember that the console session `nonce` was closed (until `expires`, a Unix
+        time, after which its cookie is refused anyway); forget the expired ones."""
+
+    @abstractmethod
+    async def session_revoked(self, nonce: str) -> bool:
+        """True when the console session `nonce` was closed before its expiry."""
 
     # Knowledge -----------------------------------------------------------------------
     @abstractmethod

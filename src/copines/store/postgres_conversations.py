@@ -11,6 +11,8 @@ from psycopg.types.json import Jsonb
 
 from copines.errors import NotFoundError
 from copines.store.base import (
+    REVOKED_END,
+    REVOKED_PREFIX,
     Conversation,
     Escalation,
     Feedback,
@@ -70,6 +72,28 @@ class ConversationsMixin:
                 await conn.execute(self._CONV_SELECT + " WHERE v.id = %s", (conversation_id,))
             ).fetchone()
         return self._conversation(row) if row else None
+
+    # Console sessions (rows of copines.meta) ---------------------------------------------
+    async def revoke_session(self, nonce: str, expires: int) -> None:
+        async with self._conn() as conn:
+            # One statement (autocommit): forget the expired ones, remember this one.
+            await conn.execute(
+                "WITH gone AS (DELETE FROM copines.meta WHERE key >= %s AND key < %s "
+                "AND value::bigint < extract(epoch FROM now())) "
+                "INSERT INTO copines.meta (key, value) VALUES (%s, %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                (REVOKED_PREFIX, REVOKED_END, REVOKED_PREFIX + nonce, str(int(expires))),
+            )
+
+    async def session_revoked(self, nonce: str) -> bool:
+        async with self._conn() as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT 1 AS revoked FROM copines.meta WHERE key = %s",
+                    (REVOKED_PREFIX + nonce,),
+                )
+            ).fetchone()
+        return row is not None
 
     async def set_conversation_expert(self, conversation_id: str, expert: str | None) -> None:
         async with self._conn() as conn:

@@ -7,6 +7,7 @@ import bisect
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -18,6 +19,8 @@ import numpy as np
 from copines.errors import EmbedderMismatchError, NotFoundError, StoreBusyError
 from copines.experts import SHARED
 from copines.store.base import (
+    REVOKED_END,
+    REVOKED_PREFIX,
     ChunkRecord,
     DocumentRecord,
     Passage,
@@ -183,6 +186,29 @@ class SQLiteStore(SQLiteConversations, Store):
             return await self._run(lambda db: db.execute("SELECT 1").fetchone()[0] == 1)
         except Exception:
             return False
+
+    # Console sessions ------------------------------------------------------------------
+    async def revoke_session(self, nonce: str, expires: int) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            with self._tx(db):
+                db.execute(
+                    "DELETE FROM meta WHERE key >= ? AND key < ? AND CAST(value AS INTEGER) < ?",
+                    (REVOKED_PREFIX, REVOKED_END, int(time.time())),
+                )
+                db.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                    (REVOKED_PREFIX + nonce, str(int(expires))),
+                )
+
+        await self._run(write)
+
+    async def session_revoked(self, nonce: str) -> bool:
+        return await self._run(
+            lambda db: (
+                db.execute("SELECT 1 FROM meta WHERE key = ?", (REVOKED_PREFIX + nonce,)).fetchone()
+                is not None
+            )
+        )
 
     # Knowledge -----------------------------------------------------------------------
     @staticmethod

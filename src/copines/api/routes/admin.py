@@ -114,8 +114,9 @@ async def create_session(
 
 
 @router.post("/logout")
-async def delete_session(request: Request, session: FormSession):
-    """Close the session."""
+async def delete_session(request: Request, session: FormSession, deps: DepsDep):
+    """Close the session: its cookie is refused from now on, wherever it was copied."""
+    await deps.store.revoke_session(session.nonce, session.expires)
     response = RedirectResponse("/admin/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/admin", httponly=True, samesite="strict")
     return response

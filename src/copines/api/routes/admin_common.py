@@ -40,9 +40,15 @@ def get_deps(request: Request) -> Deps:
 DepsDep = Annotated[Deps, Depends(get_deps)]
 
 
-def _session(request: Request) -> tuple[Session | None, str | None]:
-    token = admin_token(get_deps(request).settings)
-    return read_session(token, request.cookies.get(SESSION_COOKIE)), token
+async def _session(request: Request) -> tuple[Session | None, str | None]:
+    """The session the cookie proves, unless it was closed by signing out (a copied cookie
+    stops working everywhere at that moment, not at its expiry)."""
+    deps = get_deps(request)
+    token = admin_token(deps.settings)
+    session = read_session(token, request.cookies.get(SESSION_COOKIE))
+    if session is not None and await deps.store.session_revoked(session.nonce):
+        session = None
+    return session, token
 
 
 def login_url(request: Request) -> str:
@@ -52,7 +58,7 @@ def login_url(request: Request) -> str:
 
 async def page_session(request: Request) -> Session:
     """The console session of a page request; without one, off to the login form."""
-    session, _ = _session(request)
+    session, _ = await _session(request)
     if session is None:
         raise HTTPException(status_code=303, headers={"Location": login_url(request)})
     return session
@@ -60,7 +66,7 @@ async def page_session(request: Request) -> Session:
 
 async def api_session(request: Request) -> Session:
     """The console session of an API request; without one, 401."""
-    session, _ = _session(request)
+    session, _ = await _session(request)
     if session is None:
         raise HTTPException(status_code=401, detail="admin session required; sign in at /admin")
     return session
@@ -68,7 +74,7 @@ async def api_session(request: Request) -> Session:
 
 async def form_session(request: Request) -> Session:
     """A signed-in form post carrying this session's CSRF token (403 otherwise)."""
-    session, token = _session(request)
+    session, token = await _session(request)
     if session is None or token is None:
         raise HTTPException(status_code=303, headers={"Location": "/admin/login"})
     form = await request.form()
