@@ -1,8 +1,9 @@
 """Console access: the admin token, signed expiring session cookies, and CSRF tokens.
 
-Sessions are stateless (an HMAC over an expiry and a nonce) so that several workers share them
-without a store; the signing key derives from the admin token, so changing the token ends every
-session.
+A session is an HMAC over an expiry and a nonce, so that every worker checks it on its own; the
+signing key derives from the admin token, so changing the token ends every session. Signing out
+records the nonce in the store (`Store.revoke_session`), which the console checks on each
+request: a copied cookie dies with its session.
 """
 
 from __future__ import annotations
