@@ -146,6 +146,7 @@ def queries(limit: int) -> list[str]:
 async def load(store: PostgresStore, names, owners, texts, vectors, embedder_id: str) -> None:
     """Append chunks with COPY (documents grouped by name), as an ingest would store them."""
     async with store._tx() as conn:
+        await store.wait_unlimited(conn)  # a bulk load: no statement timeout
         if store.dim is None:
             await store._claim_embedder(conn, embedder_id, vectors.shape[1])
         # Bulk load first, index after (as the timed build below does).
@@ -280,6 +281,7 @@ async def turn_overhead(
                 async with store._tx() as conn:
                     await store.build_vector_indexes(conn)
                 async with store._tx() as conn:
+                    await store.wait_unlimited(conn)
                     await conn.execute("ANALYZE copines.document_chunks")
             chunks = await store.count_chunks()
         finally:
@@ -378,6 +380,7 @@ async def run(args: argparse.Namespace) -> str:
                     await store.build_vector_indexes(conn)  # one per owner
                 build_s = time.perf_counter() - t2
                 async with store._tx() as conn:
+                    await store.wait_unlimited(conn)
                     await conn.execute("ANALYZE copines.document_chunks")
                     await conn.execute("ANALYZE copines.documents")
                 print(f"{size} chunks: load {t2 - t1:.0f} s, HNSW build {build_s:.1f} s")

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     pg_hnsw_m: int = 16
     pg_hnsw_ef_construction: int = 64
     pg_maintenance_work_mem: str = "256MB"  # while building the HNSW index
+    # Seconds a search or a write transaction may run, and wait for a lock, before it fails
+    # with an error naming the setting (SET LOCAL, so poolers are fine); 0: no limit. Index
+    # builds, and waits for another process's build, are exempt.
+    pg_statement_timeout: float = 5.0
+    pg_lock_timeout: float = 2.0
 
     # Chat models (OpenRouter or any OpenAI-compatible server)
     openrouter_api_key: SecretStr | None = Field(
@@ -99,6 +104,9 @@ class Settings(BaseSettings):
 
     # Conversation
     history_turns: int = 10
+    # Turns preparing at once (embedding, routing, retrieval); later ones wait their turn, first
+    # come first served (see copines/admission.py). 0: no limit.
+    turn_prepare_concurrency: int = 32
     max_message_chars: int = 2000
     max_answer_words: int = 300
     escalation_webhook: str | None = None

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from copines.errors import ConfigError
+from copines.errors import ConfigError, StoreBusyError
 from copines.store.base import ChunkRecord, Conversation, DocumentRecord, Message
 from copines.store.pg_migrate import migrate, migrations
 from copines.store.postgres import PostgresStore
@@ -211,6 +211,13 @@ async def test_no_prepared_statement_or_session_setting_outlives_a_transaction(
         assert ef["hnsw.ef_search"] == "40"  # pgvector's default: the SET LOCAL did not stay
         assert index_scan["enable_indexscan"] == "on"
         assert jit["jit"] == "on"  # turned off per search transaction only
+        timeouts = await (
+            await conn.execute(
+                "SELECT current_setting('statement_timeout') AS s, "
+                "current_setting('lock_timeout') AS l"
+            )
+        ).fetchone()
+        assert timeouts == {"s": "0", "l": "0"}  # set per transaction, not on the connection
     finally:
         await store.close()
 
@@ -258,5 +265,40 @@ async def test_documents_of_new_owners_saved_at_once_do_not_deadlock(
             indexes = await store.vector_indexes(conn)
         assert len(indexes) == 3
         assert await store.count_chunks() == 180
+    finally:
+        await store.close()
+
+
+async def test_a_long_statement_or_lock_wait_fails_with_the_setting_to_raise(
+    pg_url: str, tmp_path: Path
+) -> None:
+    settings = make_settings(
+        tmp_path, database_url=pg_url, pg_statement_timeout=0.6, pg_lock_timeout=0.2
+    )
+    store = PostgresStore(pg_url, settings)
+    await store.open()
+    try:
+        with pytest.raises(StoreBusyError, match="COPINES_PG_STATEMENT_TIMEOUT"):
+            await store._search({}, sql.SQL("SELECT pg_sleep(2)"), {})  # a search's path
+        with pytest.raises(StoreBusyError, match="COPINES_PG_STATEMENT_TIMEOUT"):
+            async with store._tx() as conn:  # a write transaction's path
+                await conn.execute("SELECT pg_sleep(2)")
+        for owner in ("audrey", "shared"):  # both indexes exist: a move builds none
+            await store.save_document(
+                DocumentRecord(f"{owner}.md", owner, owner, "h"),
+                [ChunkRecord(0, "texte")],
+                _unit(1, 16, 3),
+                "e",
+            )
+        with psycopg.connect(pg_url) as other:  # holds the document's row until the end
+            other.execute("SELECT 1 FROM copines.documents WHERE filename = 'audrey.md' FOR UPDATE")
+            with pytest.raises(StoreBusyError, match="COPINES_PG_LOCK_TIMEOUT"):
+                await store.set_owner("audrey.md", "shared", "test")
+        await store.set_owner("audrey.md", "shared", "test")  # released: it goes through
+        assert [d.filename for d in await store.list_documents("shared")] == [
+            "audrey.md",
+            "shared.md",
+        ]
+        assert await store.keyword_search("audrey", ["texte"], 5)  # the pool is still fine
     finally:
         await store.close()

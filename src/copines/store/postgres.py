@@ -135,17 +135,52 @@ class PostgresStore(VectorIndexesMixin, KeywordSearchMixin, ConversationsMixin, 
                 f"all {self._pool.max_size} Postgres connections stayed busy for "
                 f"{self._pool.timeout:.0f} s; retry shortly or raise COPINES_PG_POOL_MAX_SIZE"
             ) from exc
+        except psycopg.errors.LockNotAvailable as exc:
+            raise StoreBusyError(
+                f"a Postgres lock stayed held for more than {self.settings.pg_lock_timeout:g} s; "
+                "retry shortly, or raise COPINES_PG_LOCK_TIMEOUT"
+            ) from exc
+        except psycopg.errors.QueryCanceled as exc:
+            if "statement timeout" not in str(exc):
+                raise
+            raise StoreBusyError(
+                "a Postgres statement ran for more than "
+                f"{self.settings.pg_statement_timeout:g} s and was cancelled; retry shortly, "
+                "or raise COPINES_PG_STATEMENT_TIMEOUT"
+            ) from exc
+
+    @property
+    def _limits(self) -> dict[str, str]:
+        """statement_timeout and lock_timeout, in ms, as set on each transaction."""
+        s = self.settings
+        return {
+            "statement_timeout": str(max(0, round(s.pg_statement_timeout * 1000))),
+            "lock_timeout": str(max(0, round(s.pg_lock_timeout * 1000))),
+        }
 
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[AsyncConnection]:
-        """A pooled connection inside one transaction (committed on exit, rolled back on error)."""
+        """A pooled connection inside one transaction (committed on exit, rolled back on error),
+        under the statement and lock timeouts."""
         async with self._conn() as conn, conn.transaction():
+            await self._set_local(conn, self._limits)
             yield conn
+
+    @staticmethod
+    async def _set_local(conn: AsyncConnection, settings: dict[str, str]) -> None:
+        """SET LOCAL each of `settings`, in one statement."""
+        items = list(settings.items())
+        await conn.execute(
+            sql.SQL("SELECT {}").format(
+                sql.SQL(", ").join(sql.SQL("set_config(%s, %s, true)") for _ in items)
+            ),
+            [v for item in items for v in item],
+        )
 
     async def _search(
         self, settings: dict[str, str], query: sql.Composable, params: dict[str, Any]
     ) -> list[dict[str, Any]]:
-        """`settings` (as SET LOCAL) and `query` in one round trip.
+        """`settings` (as SET LOCAL, after the timeouts) and `query` in one round trip.
 
         Both go in one simple-protocol message, the parameters bound on this side by psycopg
         (`AsyncClientCursor`): Postgres runs the statements of one such message as one implicit
@@ -155,7 +190,7 @@ class PostgresStore(VectorIndexesMixin, KeywordSearchMixin, ConversationsMixin, 
         """
         sets = sql.SQL(", ").join(
             sql.SQL("set_config({}, {}, true)").format(sql.Literal(k), sql.Literal(v))
-            for k, v in settings.items()
+            for k, v in {**self._limits, **settings}.items()
         )
         async with self._conn() as conn:
             cur = psycopg.AsyncClientCursor(conn, row_factory=dict_row)
@@ -234,6 +269,7 @@ class PostgresStore(VectorIndexesMixin, KeywordSearchMixin, ConversationsMixin, 
         query = "SELECT value FROM copines.meta WHERE key = 'embedder'"
         row = await (await conn.execute(query + " FOR SHARE")).fetchone()
         if row is None:
+            await self.wait_unlimited(conn)  # another first ingest may be building its index
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_EMBEDDER_LOCK,))
             row = await (await conn.execute(query)).fetchone()  # a concurrent first ingest?
         if row is not None:
@@ -360,6 +396,7 @@ class PostgresStore(VectorIndexesMixin, KeywordSearchMixin, ConversationsMixin, 
         vectors = np.ascontiguousarray(embeddings, dtype=np.float32)
         dim = int(vectors.shape[1]) if vectors.ndim == 2 and len(vectors) else self.dim or 0
         async with self._tx() as conn:
+            await self.wait_unlimited(conn)  # rewrites every vector, then rebuilds the indexes
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_EMBEDDER_LOCK,))
             # The new vectors go to a new column of their size; the old one is dropped at the
             # end (its indexes with it), and the indexes are built once, in bulk (faster than

@@ -42,6 +42,14 @@ class VectorIndexesMixin:
         )
 
     @staticmethod
+    async def wait_unlimited(conn: AsyncConnection) -> None:
+        """No statement or lock timeout for the rest of this transaction: it builds an index,
+        or waits for another process's build (a minute at 100k chunks)."""
+        await conn.execute(
+            "SELECT set_config('statement_timeout', '0', true), set_config('lock_timeout', '0', true)"
+        )
+
+    @staticmethod
     def vector_index_name(owner: str) -> str:
         """The name of an owner's HNSW index (the owner itself when it is a plain id)."""
         if re.fullmatch(r"[a-z0-9_]{1,30}", owner):
@@ -58,6 +66,7 @@ class VectorIndexesMixin:
             )
         ).fetchone()
         if row["missing"]:
+            await self.wait_unlimited(conn)
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_INDEX_LOCK,))
 
     @staticmethod
@@ -84,6 +93,7 @@ class VectorIndexesMixin:
         missing = [o for o in dict.fromkeys(owners) if self.vector_index_name(o) not in existing]
         if not missing:
             return []
+        await self.wait_unlimited(conn)
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_INDEX_LOCK,))
         existing = set(await self.vector_indexes(conn))  # created while this one waited?
         missing = [o for o in missing if self.vector_index_name(o) not in existing]
