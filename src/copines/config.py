@@ -104,9 +104,6 @@ class Settings(BaseSettings):
 
     # Conversation
     history_turns: int = 10
-    # Turns preparing at once (embedding, routing, retrieval); later ones wait their turn, first
-    # come first served (see copines/admission.py). 0: no limit.
-    turn_prepare_concurrency: int = 32
     max_message_chars: int = 2000
     max_answer_words: int = 300
     escalation_webhook: str | None = None
