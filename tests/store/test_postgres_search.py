@@ -146,6 +146,30 @@ async def test_the_hnsw_index_answers_unless_exact_search_is_asked(
     assert "document_chunks_embedding_" not in _plan(pg_url, exact=True, ef=40)
 
 
+async def test_the_parallel_walks_return_what_match_chunks_does(
+    pg_url: str, tmp_path: Path
+) -> None:
+    settings = make_settings(tmp_path, database_url=pg_url, pg_exact_search_below=0)
+    store = PostgresStore(pg_url, settings)
+    await store.open()
+    try:
+        vectors = await _fill(store, per_owner=200)
+        assert (await store.search_plan("audrey"))[0] is False  # the HNSW path
+        for expert, query in [("audrey", vectors["carole"][3]), ("carole", vectors["shared"][5])]:
+            for threshold in (-1.0, 0.2):
+                walked = await store.dense_search(expert, query, 20, threshold)
+                sql_fn = await store.match_chunks(
+                    expert, query, 20, threshold, exact=False, ef_search=160
+                )
+                assert [c for c, _ in walked] == [c for c, _ in sql_fn]
+                assert [s for _, s in walked] == pytest.approx([s for _, s in sql_fn])
+                assert all(score >= threshold for _, score in walked)
+                assert _owners_of(pg_url, [c for c, _ in walked]) <= {expert, "shared"}
+        assert len(await store.dense_search("audrey", vectors["audrey"][0], 20, -1.0)) == 20
+    finally:
+        await store.close()
+
+
 async def test_the_plan_depends_on_size_and_the_owner_filter(pg_url: str, tmp_path: Path) -> None:
     settings = make_settings(
         tmp_path, database_url=pg_url, pg_exact_search_below=150, pg_hnsw_ef_search=100

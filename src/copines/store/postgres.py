@@ -13,7 +13,6 @@ COMMIT); only writes of several statements open a transaction (`_tx`); a search 
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -38,8 +37,6 @@ from copines.store.postgres_vectors import VectorIndexesMixin
 from copines.store.sqlite import mismatch_error
 
 _EMBEDDER_LOCK = 7_366_813_002  # serialises the first ingest (it types the vector column)
-_OWNER_COUNTS_TTL = 30.0  # seconds a process trusts its chunk counts per owner
-_MAX_EF_SEARCH = 1000
 
 
 def plain_url(url: str) -> str:
@@ -436,82 +433,6 @@ class PostgresStore(VectorIndexesMixin, KeywordSearchMixin, ConversationsMixin, 
                 (embedder_id, str(dim)),
             )
         self.embedder_id, self.dim = embedder_id, dim
-
-    # Search --------------------------------------------------------------------------
-    async def owner_counts(self) -> dict[str, int]:
-        """Chunks per owner, re-read at most every 30 s (they only steer the search plan)."""
-        if time.monotonic() - self._owner_counts_at > _OWNER_COUNTS_TTL:
-            async with self._conn() as conn:
-                rows = await (
-                    await conn.execute(
-                        "SELECT agent_owner, count(*) AS n FROM copines.document_chunks "
-                        "GROUP BY agent_owner"
-                    )
-                ).fetchall()
-            self._owner_counts = {r["agent_owner"]: r["n"] for r in rows}
-            self._owner_counts_at = time.monotonic()
-        return self._owner_counts
-
-    async def search_plan(self, expert: str) -> tuple[bool, int]:
-        """(exact?, ef_search) for an expert: exact while her chunks and the shared ones are
-        under the cutoff, else through the owners' HNSW indexes."""
-        counts = await self.owner_counts()
-        mine = counts.get(expert, 0) + counts.get(SHARED, 0)
-        if mine <= self.settings.pg_exact_search_below:
-            return True, 0
-        return False, max(1, min(self.settings.pg_hnsw_ef_search, _MAX_EF_SEARCH))
-
-    async def _check_dim(self, vector: np.ndarray) -> None:
-        if self.dim is not None and len(vector) != self.dim:
-            await self.get_embedder_id()  # another process may have reindexed meanwhile
-        if self.dim is not None and len(vector) != self.dim:
-            raise mismatch_error(self.embedder_id or "?", f"an embedder of {len(vector)} dims")
-
-    async def dense_search(
-        self, expert: str, vector: np.ndarray, limit: int, threshold: float
-    ) -> list[tuple[int, float]]:
-        await self._check_dim(vector)
-        exact, ef_search = await self.search_plan(expert)
-        return await self.match_chunks(expert, vector, limit, threshold, exact, ef_search)
-
-    async def match_chunks(
-        self,
-        expert: str,
-        vector: np.ndarray,
-        limit: int,
-        threshold: float,
-        exact: bool,
-        ef_search: int = 0,
-    ) -> list[tuple[int, float]]:
-        """copines.match_chunks(): exactly (no index scan), or through the expert's and the
-        shared HNSW indexes at `ef_search`."""
-        # JIT compiling (on by default where Postgres has it, Supabase included) costs more than
-        # these short queries: off, for this transaction only. Each owner has her own index, so
-        # no filter thins what the graph returns (pgvector 0.8's iterative scans are not needed).
-        settings = {"jit": "off"}
-        if exact:
-            settings["enable_indexscan"] = "off"
-        else:
-            settings["hnsw.ef_search"] = str(int(ef_search))
-        query = sql.SQL(
-            "SELECT id, similarity FROM copines.match_chunks("
-            "%(vector)s::vector, %(expert)s, %(threshold)s, %(limit)s)"
-        )
-        params = {
-            "vector": np.asarray(vector, dtype=np.float32),
-            "expert": expert,
-            "threshold": float(threshold),
-            "limit": int(limit),
-        }
-        try:
-            rows = await self._search(settings, query, params)
-        except psycopg.errors.DataException as exc:
-            if "dimensions" in str(exc):
-                raise mismatch_error(
-                    self.embedder_id or "?", f"an embedder of {len(vector)} dims"
-                ) from exc
-            raise
-        return [(int(r["id"]), float(r["similarity"])) for r in rows]
 
     async def get_passages(
         self, expert: str, chunk_ids: list[int], vector: np.ndarray | None = None
