@@ -8,7 +8,7 @@ a transaction-mode pooler (Supabase's on port 6543, PgBouncer).
 Round trips are what a visitor waits for (each is a wake-up of both processes on a busy machine):
 pooled connections are in autocommit, so a single statement is one round trip (no BEGIN, no
 COMMIT); only writes of several statements open a transaction (`_tx`); a search sends its
-`SET LOCAL` and its query in one message (`_search`).
+`SET LOCAL` and its query in one pipeline, one round trip (`_search`).
 """
 
 from __future__ import annotations
@@ -179,20 +179,21 @@ class PostgresStore(VectorIndexesMixin, KeywordSearchMixin, ConversationsMixin, 
     ) -> list[dict[str, Any]]:
         """`settings` (as SET LOCAL, after the timeouts) and `query` in one round trip.
 
-        Both go in one simple-protocol message, the parameters bound on this side by psycopg
-        (`AsyncClientCursor`): Postgres runs the statements of one such message as one implicit
-        transaction, so the settings hold for the query and end with it (a transaction-mode
-        pooler sees one transaction), and the query is planned for these very values (the
-        owner's partial index). Four round trips before: BEGIN, SET, the query, COMMIT.
+        Both are sent in one pipeline, closed by a single Sync: Postgres runs them as one
+        implicit transaction, so the settings hold for the query and end with it (a
+        transaction-mode pooler sees one transaction). The query is an unnamed statement,
+        planned for these very values (the owner's partial index); its vector travels in
+        binary. Four round trips before: BEGIN, SET, the query, COMMIT. (Binding on this side
+        into a two-statement message did the same in one round trip, but rendering a 512-d
+        vector as text took 0.6 ms of this process per query.)
         """
-        sets = sql.SQL(", ").join(
-            sql.SQL("set_config({}, {}, true)").format(sql.Literal(k), sql.Literal(v))
-            for k, v in {**self._limits, **settings}.items()
+        items = list({**self._limits, **settings}.items())
+        sets = sql.SQL("SELECT {}").format(
+            sql.SQL(", ").join(sql.SQL("set_config(%s, %s, true)") for _ in items)
         )
-        async with self._conn() as conn:
-            cur = psycopg.AsyncClientCursor(conn, row_factory=dict_row)
-            await cur.execute(sql.SQL("SELECT {}; {}").format(sets, query), params)
-            cur.nextset()
+        async with self._conn() as conn, conn.pipeline():
+            await conn.execute(sets, [v for item in items for v in item])
+            cur = await conn.execute(query, params)
             return await cur.fetchall()
 
     async def ping(self) -> bool:
@@ -303,8 +304,10 @@ class PostgresStore(VectorIndexesMixin, KeywordSearchMixin, ConversationsMixin, 
             row = await (
                 await conn.execute(
                     "INSERT INTO copines.documents AS d (filename, title, agent_owner, "
-                    "owner_reason, tags, category, priority, content_hash, source_path) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                    "owner_reason, tags, category, priority, content_hash, source_path, "
+                    "created_at, updated_at) "  # one instant for both (two defaults: two)
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, "
+                    "statement_timestamp(), statement_timestamp()) "
                     "ON CONFLICT (filename) DO UPDATE SET title = excluded.title, "
                     "agent_owner = excluded.agent_owner, owner_reason = excluded.owner_reason, "
                     "tags = excluded.tags, category = excluded.category, "

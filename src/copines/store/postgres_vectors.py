@@ -185,8 +185,7 @@ class VectorIndexesMixin:
         the shared graph walked at once, on two connections: the wait is the longer walk
         rather than both (the two server processes run on two cores)."""
         settings = {"jit": "off", "hnsw.ef_search": str(int(ef_search))}
-        # The owner is a literal (client-side binding, as in `_search`): the planner picks her
-        # partial index.
+        # Planned for the owner's value (an unnamed statement, see `_search`): her partial index.
         query = sql.SQL(
             "SELECT c.id, 1 - (c.embedding <=> %(vector)s::vector) AS similarity "
             "FROM copines.document_chunks c WHERE c.agent_owner = %(owner)s "
