@@ -22,6 +22,13 @@ from copines.store.sqlite import mismatch_error
 # inserting would wait on each other (a deadlock, seen with two files ingested at once).
 _INDEX_LOCK = 7_366_813_003
 _OWNER_COUNTS_TTL = 30.0  # seconds a process trusts its chunk counts per owner
+# One owner's nearest chunks, through her HNSW index: planned for the owner's value (an unnamed
+# statement, see PostgresStore._search), so the planner takes her partial index.
+WALK = (
+    "SELECT c.id, 1 - (c.embedding <=> %(vector)s::vector) AS similarity "
+    "FROM copines.document_chunks c WHERE c.agent_owner = %(owner)s "
+    "ORDER BY c.embedding <=> %(vector)s::vector LIMIT %(limit)s"
+)
 _MAX_EF_SEARCH = 1000
 
 
@@ -185,12 +192,7 @@ class VectorIndexesMixin:
         the shared graph walked at once, on two connections: the wait is the longer walk
         rather than both (the two server processes run on two cores)."""
         settings = {"jit": "off", "hnsw.ef_search": str(int(ef_search))}
-        # Planned for the owner's value (an unnamed statement, see `_search`): her partial index.
-        query = sql.SQL(
-            "SELECT c.id, 1 - (c.embedding <=> %(vector)s::vector) AS similarity "
-            "FROM copines.document_chunks c WHERE c.agent_owner = %(owner)s "
-            "ORDER BY c.embedding <=> %(vector)s::vector LIMIT %(limit)s"
-        )
+        query = sql.SQL(WALK)
         v = np.asarray(vector, dtype=np.float32)
         owners = list(dict.fromkeys((expert, SHARED)))
         walks = await asyncio.gather(
