@@ -122,10 +122,12 @@ class KeywordSearchMixin:
                 for c in configs
             )
 
-        # Found by plain prefixes (one GIN range per word); ranked by plain and French-stemmed
-        # ones, so "attendais" still ranks a chunk saying "attendre". The owner is checked on
-        # the rows found (`|| ''` keeps its index out: a bitmap of all the expert's and the
-        # shared rows cost 3 ms at 100k chunks, more than the rows it spared).
+        # Found by plain prefixes (one GIN range per word, where the French stem doubled it):
+        # a chunk that only says "attendre" is no longer found for "attendais", but a found one
+        # that also says it ranks higher, since the ranking takes both forms (the labelled
+        # questions lost nothing). The owner is checked on the rows found (`|| ''` keeps its
+        # index out: a bitmap of all the expert's and the shared rows cost 3 ms at 100k
+        # chunks, more than the rows it spared).
         query = sql.SQL(
             "WITH q AS (SELECT {found} AS found, {ranked} AS ranked) "
             "SELECT c.id FROM (SELECT k.id, k.search FROM copines.document_chunks k, q "
