@@ -233,3 +233,31 @@ async def test_local_embedder_concurrent_calls_match_lone_calls(embedder: LocalE
     embedder._cache.clear()
     for text, vector in zip(texts, together, strict=True):
         assert np.allclose(vector, await embedder.embed_one(text), atol=1e-5)
+
+
+def test_a_batch_abandoned_by_a_closed_loop_does_not_block_the_next_loop():
+    """A script or a test that ends its event loop while a batch is out: the embedder (the
+    bundled model lives as long as the process) still answers in the next loop."""
+    import asyncio
+
+    from copines.providers.embeddings import Embedder
+
+    class Slow(Embedder):
+        id, dim, default_threshold, max_inflight_batches = "slow:4", 4, 0.0, 1
+
+        async def embed_batch(self, texts: list[str]) -> np.ndarray:
+            await asyncio.sleep(0.5 if "lent" in texts[0] else 0)
+            return np.ones((len(texts), 4), dtype=np.float32)
+
+    embedder = Slow()
+
+    async def abandon() -> None:
+        asyncio.ensure_future(embedder.embed_one("lent"))
+        await asyncio.sleep(0.05)  # the batch is out; the loop ends without waiting for it
+
+    asyncio.run(abandon())
+
+    async def later() -> np.ndarray:
+        return await asyncio.wait_for(embedder.embed_one("bonjour"), timeout=2)
+
+    assert np.allclose(asyncio.run(later()), 0.5)  # (1, 1, 1, 1) normalised

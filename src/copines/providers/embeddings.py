@@ -70,7 +70,9 @@ class Embedder(ABC):
             cache.move_to_end(text)
             return hit
         batcher = self.__dict__.get("_batcher")
-        if batcher is None:
+        if batcher is None or batcher.loop is not asyncio.get_running_loop():
+            # One per event loop: a batch left running by a loop that has closed (a script's
+            # asyncio.run, a test) must not count against the next loop's calls.
             batcher = self.__dict__["_batcher"] = Coalescer(
                 self.embed, self.batch_size, self.max_inflight_batches
             )
@@ -102,11 +104,12 @@ class Coalescer:
         self._max_inflight = max(1, max_inflight)
         self._waiting: dict[str, asyncio.Future[np.ndarray]] = {}
         self._inflight = 0
+        self.loop = asyncio.get_running_loop()
 
     async def submit(self, text: str) -> np.ndarray:
         future = self._waiting.get(text)
         if future is None:
-            future = asyncio.get_running_loop().create_future()
+            future = self.loop.create_future()
             self._waiting[text] = future
             self._start()
         return await asyncio.shield(future)
@@ -116,7 +119,7 @@ class Coalescer:
             texts = list(self._waiting)[: self._max_batch]
             batch = {text: self._waiting.pop(text) for text in texts}
             self._inflight += 1
-            asyncio.get_running_loop().create_task(self._send(batch))
+            self.loop.create_task(self._send(batch))
 
     async def _send(self, batch: dict[str, asyncio.Future[np.ndarray]]) -> None:
         try:
