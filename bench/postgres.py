@@ -489,8 +489,10 @@ async def run(args: argparse.Namespace) -> str:
         "match fit a budget of 1,000 (the rarest word always), estimated from the planner's "
         "lexeme statistics (`pg_stats`); at most 300 of those rows are ranked (`ts_rank`, "
         "every word as a plain and a French-stemmed prefix). Before, every word was searched "
-        "in both forms and 2,000 rows ranked: 40.5 / 91.3 ms at 100k chunks and 21.6 / 32.1 "
-        "ms at 10k (load 3.7).",
+        "in both forms and 2,000 rows ranked: 40.2 / 90.0 ms at 100k chunks and 16.2 / 25.2 "
+        "ms at 10k (this script at commit 5a3acc8, same machine, load average 1.0), when the "
+        "store default (both walks one after the other, the vector bound as text) took "
+        "8.4 / 9.1 ms at 100k (recall@20 0.984).",
         "",
         "Tried and not kept (2026-11-25, 100k chunks): one HNSW index per expert holding her "
         "chunks and the shared ones (a single walk): recall@20 0.80 at ef_search 100 and 0.90 "
@@ -513,8 +515,9 @@ async def run(args: argparse.Namespace) -> str:
             "keyword search and the two vector walks at once, passages, the answer, the "
             "expert), each one statement or one pipeline. Before the keyword search's row "
             "budget it set the retrieval step's time (it runs beside the embedding and the "
-            "vector search): overhead p50 / p95 39.4 / 65.4 ms (local router) and 32.1 / 70.5 "
-            "ms (LLM orchestrator) at load 3.7.",
+            "vector search): overhead p50 / p95 28.8 / 44.3 ms (local router) and 25.3 / 41.6 "
+            "ms (LLM orchestrator) at commit 5a3acc8 on the same machine (load average 1.0; "
+            "39.4 / 65.4 and 32.1 / 70.5 ms in the run before, at 3.7).",
             "",
             "| path | turns | overhead p50 / p95 ms | total p50 / p95 ms |",
             "| --- | ---: | ---: | ---: |",
