@@ -10,7 +10,7 @@ from tests.fakes.openai_chat import BreakStream, FakeChat, Hang, Reply, Status
 from tests.turn.conftest import KEY
 
 from copines.errors import ConfigError, ProviderError
-from copines.providers.chat import ChatClient
+from copines.providers.chat import ChatClient, ChatResult
 
 MODEL, FALLBACK = "m/primary", "m/fallback"
 MESSAGES = [{"role": "system", "content": "Tu es un test."}, {"role": "user", "content": "Salut"}]
@@ -62,10 +62,8 @@ async def test_cost_falls_back_to_the_price_table(fake_chat: FakeChat):
     assert result.usage.cost_usd == pytest.approx(1.0 + 1.0)
 
 
-async def test_stream_parses_sse_chunks_and_final_usage(fake_chat: FakeChat):
-    text = "Voici trois étapes simples pour commencer ton tunnel aujourd'hui."
-    # A model that writes its pieces 20 ms apart: each piece is its own delta, as it comes.
-    fake_chat.script(MODEL, Reply(text, cost=0.001, chunk_words=2, chunk_delay=0.02))
+async def streamed(fake_chat: FakeChat) -> tuple[list[str], ChatResult | None]:
+    """The deltas' texts of one streamed answer, and its final result."""
     chat = client(fake_chat)
     pieces, result = [], None
     try:
@@ -76,6 +74,14 @@ async def test_stream_parses_sse_chunks_and_final_usage(fake_chat: FakeChat):
                 pieces.append(delta.text)
     finally:
         await chat.aclose()
+    return pieces, result
+
+
+async def test_stream_parses_sse_chunks_and_final_usage(fake_chat: FakeChat):
+    text = "Voici trois étapes simples pour commencer ton tunnel aujourd'hui."
+    # A model that writes its pieces 20 ms apart: each piece is its own delta, as it comes.
+    fake_chat.script(MODEL, Reply(text, cost=0.001, chunk_words=2, chunk_delay=0.02))
+    pieces, result = await streamed(fake_chat)
     assert len(pieces) == 5 and "".join(pieces) == text
     assert result is not None and result.text == text and result.usage.cost_usd == 0.001
     assert fake_chat.requests[0].body["stream"] is True
@@ -86,16 +92,7 @@ async def test_stream_coalesces_pieces_that_arrive_together(fake_chat: FakeChat)
     reordered, accents included (a multi-byte letter may straddle two reads)."""
     text = " ".join(f"étape{i} déjà" for i in range(400))
     fake_chat.script(MODEL, Reply(text, chunk_words=1))
-    chat = client(fake_chat)
-    pieces, result = [], None
-    try:
-        async for delta in chat.stream(MESSAGES, MODEL):
-            if delta.result:
-                result = delta.result
-            else:
-                pieces.append(delta.text)
-    finally:
-        await chat.aclose()
+    pieces, result = await streamed(fake_chat)
     assert "".join(pieces) == text and result is not None and result.text == text
     assert 1 <= len(pieces) < 800  # 800 events were written back to back
 

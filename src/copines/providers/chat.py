@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import json
 import logging
 import time
@@ -377,36 +378,38 @@ class ChatClient:
                 # one delta. A model writing token by token still gives one delta per token;
                 # when the worker falls behind (hundreds of answers at once), the pieces that
                 # queued up travel as one event instead of a dozen (about 40 µs each).
-                decoder = codecs.getincrementaldecoder("utf-8")("replace")
-                pending = ""
                 done = False
-                async for raw in response.aiter_bytes():
-                    lines = (pending + decoder.decode(raw)).split("\n")
-                    pending = lines.pop()
-                    batch: list[str] = []
-                    for line in lines:
-                        piece, chunk_model, chunk_usage, done = self._stream_line(line, model)
-                        answered_by = chunk_model or answered_by
-                        usage = chunk_usage or usage
-                        if piece:
-                            batch.append(piece)
+                async with contextlib.aclosing(_read_lines(response)) as reads:
+                    async for lines in reads:
+                        batch: list[str] = []
+                        for line in lines:
+                            piece, chunk_model, chunk_usage, done = self._stream_line(line, model)
+                            answered_by = chunk_model or answered_by
+                            usage = chunk_usage or usage
+                            if piece:
+                                batch.append(piece)
+                            if done:
+                                break
+                        if batch:
+                            text = "".join(batch)
+                            parts.append(text)
+                            yield ChatDelta(text=text)
                         if done:
                             break
-                    if batch:
-                        text = "".join(batch)
-                        parts.append(text)
-                        yield ChatDelta(text=text)
-                    if done:
-                        break
-                if not done and (pending := pending + decoder.decode(b"", final=True)):
-                    piece, chunk_model, chunk_usage, done = self._stream_line(pending, model)
-                    answered_by = chunk_model or answered_by
-                    usage = chunk_usage or usage
-                    if piece:
-                        parts.append(piece)
-                        yield ChatDelta(text=piece)  # a last line without its newline
         except httpx.HTTPError as exc:
             raise self._transport_error(exc, model, f"stream from model {model} broke") from exc
         usage = usage or Usage()
         usage.cost_usd = cost_of(usage, model, self.prices)
         yield ChatDelta(result=ChatResult(text="".join(parts), model=answered_by, usage=usage))
+
+
+async def _read_lines(response: httpx.Response) -> AsyncIterator[list[str]]:
+    """The complete lines of each network read (a last line without its newline included)."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    pending = ""
+    async for raw in response.aiter_bytes():
+        lines = (pending + decoder.decode(raw)).split("\n")
+        pending = lines.pop()
+        yield lines
+    if pending := pending + decoder.decode(b"", final=True):
+        yield [pending]
