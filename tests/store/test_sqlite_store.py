@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import subprocess
 import sys
@@ -11,7 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import copines.store.sqlite as sqlite_module
+from copines.errors import StoreBusyError
 from copines.experts import SHARED
+from copines.store.base import Message
 from copines.store.sqlite import SQLiteStore, fts_query
 from copines.store.sqlite_migrations import MIGRATIONS, apply_migrations
 from tests.store.test_knowledge_store import EMBEDDER, chunks, doc, seed, unit
@@ -92,6 +96,94 @@ async def test_the_cache_is_reused_while_nothing_changes(pair):
     await a.set_owner("c-reels.md", SHARED, "x")
     await a.dense_search("audrey", unit(1, 0), 5, 0.0)
     assert a._index is not index
+
+
+async def warm(store: SQLiteStore) -> None:
+    """One search of each kind, which builds the vector index and the term counts."""
+    await store.keyword_search("audrey", ["tunnel"], 5)
+    await store.dense_search("audrey", unit(1, 0), 5, -1.0)
+
+
+async def test_a_turns_calls_on_a_small_base_stay_on_the_event_loop(pair):
+    """A trip to the database thread costs more CPU than these reads and writes themselves."""
+    a, _ = pair
+    await seed(a)
+    await warm(a)
+    before = a.thread_calls
+    conversation = await a.create_conversation("c1", "hash")
+    assert (await a.get_conversation("c1")).token_hash == "hash"
+    user_id = await a.add_message(Message("c1", "user", "Un tunnel de vente ?"))
+    ids = await a.keyword_search("audrey", ["tunnel", "vente"], 5)
+    dense = await a.dense_search("audrey", unit(1, 0), 5, -1.0)
+    passages = await a.get_passages("audrey", ids, unit(1, 0))
+    answer_id = await a.add_message(Message("c1", "assistant", "Voici.", agent="audrey"))
+    await a.set_conversation_expert("c1", "audrey")
+    assert a.thread_calls == before
+    assert conversation.id == "c1" and answer_id > user_id
+    assert [m.content for m in await a.get_messages("c1")] == ["Un tunnel de vente ?", "Voici."]
+    assert (await a.get_conversation("c1")).expert == "audrey"
+    assert passages and passages[0].text == "tunnel de vente et page de capture"
+    assert passages[0].dense_score > 0.9 and len(dense) == 3
+    assert a.thread_calls == before
+
+
+async def test_a_write_waits_for_another_writer_instead_of_failing(pair, tmp_path: Path):
+    a, b = pair
+    await a.create_conversation("c1", "hash")
+    other = sqlite3.connect(tmp_path / "kb.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process writing
+    before = a.thread_calls
+    write = asyncio.create_task(a.add_message(Message("c1", "user", "Bonjour")))
+    await asyncio.sleep(0.3)
+    assert not write.done()  # waiting on the database thread, within the busy timeout
+    assert a.thread_calls == before + 1
+    assert [m.content for m in await b.get_messages("c1")] == []
+    other.execute("COMMIT")
+    other.close()
+    message_id = await write
+    assert [(m.id, m.content) for m in await b.get_messages("c1")] == [(message_id, "Bonjour")]
+
+
+async def test_a_locked_database_still_fails_after_the_busy_timeout(tmp_path: Path):
+    store = SQLiteStore(tmp_path / "kb.db", busy_timeout_ms=200)
+    await store.open()
+    try:
+        await store.create_conversation("c1", "hash")
+        other = sqlite3.connect(tmp_path / "kb.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreBusyError, match="locked for 200 ms"):
+            await store.add_message(Message("c1", "user", "Bonjour"))
+        other.execute("ROLLBACK")
+        other.close()
+        assert await store.get_messages("c1") == []  # nothing half-written
+    finally:
+        await store.close()
+
+
+async def test_a_large_base_is_searched_off_the_event_loop(pair, monkeypatch):
+    a, _ = pair
+    await seed(a)
+    await warm(a)
+    monkeypatch.setattr(sqlite_module, "INLINE_MAX_CHUNKS", 3)  # the seed has 4 chunks
+    before = a.thread_calls
+    ids = await a.keyword_search("audrey", ["tunnel"], 5)
+    await a.get_passages("audrey", ids, unit(1, 0))
+    assert a.thread_calls == before + 2
+    assert len(await ids_seen(a, "audrey", unit(1, 0))) == 3  # the scan itself on a thread
+
+
+async def test_a_changed_base_is_reindexed_off_the_loop_then_read_inline(pair):
+    a, b = pair
+    await seed(a)
+    await warm(b)
+    await a.save_document(doc("a-new.md", "audrey"), chunks("neuf"), unit(1)[None, :], EMBEDDER)
+    before = b.thread_calls
+    assert len(await ids_seen(b, "audrey", unit(1, 0))) == 4  # the new chunk, at once
+    assert await b.keyword_search("audrey", ["neuf"], 5)
+    assert b.thread_calls == before + 2  # each rebuild on the database thread, once
+    await b.keyword_search("audrey", ["neuf"], 5)
+    await ids_seen(b, "audrey", unit(1, 0))
+    assert b.thread_calls == before + 2
 
 
 async def test_file_is_in_wal_mode_with_every_migration_recorded(tmp_path: Path):

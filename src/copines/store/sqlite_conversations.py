@@ -29,7 +29,8 @@ def _dt(value: str | None) -> datetime | None:
 
 
 class SQLiteConversations:
-    """Mixed into `SQLiteStore`, which provides `_run` (the connection's thread) and `_tx`."""
+    """Mixed into `SQLiteStore`, which provides `_run` (the connection's thread, or inline for
+    one conversation's few rows) and `_tx`."""
 
     # Conversations -------------------------------------------------------------------
     @staticmethod
@@ -51,21 +52,22 @@ class SQLiteConversations:
             )
             return Conversation(conversation_id, token_hash, _dt(now), _dt(now))
 
-        return await self._run(write)
+        return await self._run(write, inline=True)
 
     async def get_conversation(self, conversation_id: str) -> Conversation | None:
         def read(db: sqlite3.Connection) -> Conversation | None:
             row = db.execute(self._CONV_SELECT + " WHERE v.id = ?", (conversation_id,)).fetchone()
             return self._conversation(row) if row else None
 
-        return await self._run(read)
+        return await self._run(read, inline=True)
 
     async def set_conversation_expert(self, conversation_id: str, expert: str | None) -> None:
         await self._run(
             lambda db: db.execute(
                 "UPDATE conversations SET expert = ?, updated_at = ? WHERE id = ?",
                 (expert, _now(), conversation_id),
-            )
+            ),
+            inline=True,
         )
 
     async def list_conversations(
@@ -132,7 +134,7 @@ class SQLiteConversations:
             message.created_at = _dt(now)
             return message.id
 
-        return await self._run(write)
+        return await self._run(write, inline=True)
 
     async def get_messages(
         self, conversation_id: str, limit: int | None = None, after_id: int | None = None
@@ -145,7 +147,7 @@ class SQLiteConversations:
             ).fetchall()
             return [self._message(r) for r in reversed(rows)]
 
-        return await self._run(read)
+        return await self._run(read, inline=True)
 
     async def messages_between(
         self, since: datetime | None = None, until: datetime | None = None
@@ -167,7 +169,7 @@ class SQLiteConversations:
             row = db.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
             return self._message(row) if row else None
 
-        return await self._run(read)
+        return await self._run(read, inline=True)
 
     # Escalations and feedback --------------------------------------------------------
     @staticmethod
@@ -247,7 +249,7 @@ class SQLiteConversations:
             feedback.id = int(row[0])
             return feedback.id
 
-        return await self._run(write)
+        return await self._run(write, inline=True)
 
     async def list_feedback(self, conversation_id: str | None = None) -> list[Feedback]:
         def read(db: sqlite3.Connection) -> list[Feedback]:
