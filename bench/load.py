@@ -9,11 +9,15 @@ streamed token minus the fake model's own time to answer (what the service adds)
 Phase 2: requests per second of POST /api/chat with an instant fake model, from `--concurrency`
 clients for `--seconds` (each client continues its conversation with its token).
 
-The server runs as its own process (one uvicorn worker); the client is raw aiohttp (httpx's pool
-adds seconds at 500 concurrent requests); the fake models run in this process on threads. Rate
-limits are raised through settings. Embeddings: `--embedder openai` (default) uses the fake
-OpenAI-compatible embeddings server, as in production; `--embedder local` uses the bundled USE
-model inside the worker, where each distinct message costs CPU (see `--distinct`).
+The floor: the same burst against a bare ASGI app under the same uvicorn (bench/_floor_app.py),
+once waiting and once forwarding the fake model's stream, with this client and with a raw asyncio
+protocol client: what the machine allows any Python service before a line of ours.
+
+The server runs as its own process (one uvicorn worker); the client is aiohttp on uvloop
+(httpx's pool adds seconds at 500 concurrent requests); the fake models run in a process of
+their own. Rate limits are raised through settings. Embeddings: `--embedder openai` (default)
+uses the fake OpenAI-compatible embeddings server, as in production; `--embedder local` uses the
+bundled USE model inside the worker, where each distinct message costs CPU (see `--distinct`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import uvloop
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
@@ -374,6 +379,9 @@ def main() -> None:
     if not 1 <= args.workers <= 4 or not 0 <= args.compare_workers <= 4:
         raise SystemExit("bounded: 1..4 workers")
 
+    # The client runs on uvloop, as the server does: on asyncio's own loop the client alone
+    # added about 90 ms to the first token of a do-nothing app's 500-at-once burst.
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     embedders = ["openai", "local"] if args.embedder == "both" else [args.embedder]
     load_before = os.getloadavg()[0]
     fakes = Fakes()
@@ -383,6 +391,7 @@ def main() -> None:
             more = argparse.Namespace(**vars(args))
             more.workers = args.compare_workers
             blocks.append(run_config(more, fakes, "openai"))
+        blocks.append(floor(args, fakes))
         blocks.append(client_comparison(args, fakes))
     finally:
         fakes.close()
@@ -446,6 +455,155 @@ def run_config(args: argparse.Namespace, fakes: Fakes, embedder: str) -> str:
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait()
+
+
+def floor(args: argparse.Namespace, fakes: Fakes) -> str:
+    """The same burst against a bare ASGI app (bench/_floor_app.py) under the same uvicorn and
+    client: what this machine allows any Python service, before a single line of ours."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = dict(
+        os.environ,
+        FLOOR_MODEL_URL=f"{fakes.url}/chat/completions",
+        FLOOR_SECONDS=str(args.model_seconds),
+    )
+    command = [
+        sys.executable, "-m", "uvicorn", "_floor_app:app", "--app-dir", str(ROOT / "bench"),
+        "--port", str(port), "--log-level", "warning",
+    ]  # fmt: skip
+    server = subprocess.Popen(command, env=env, cwd=ROOT / "bench")
+    rows: list[str] = []
+    least_beyond, least_proxy = float("inf"), float("inf")
+    try:
+        wait_listening(port, server)
+        apps = (
+            (f"waits {args.model_seconds:g} s, then one token (no model call)", "sleep"),
+            ("forwards the fake model's stream (one model call, nothing else)", "proxy"),
+        )
+        clients = (
+            ("aiohttp (the client of every other table)", concurrent_streams),
+            ("raw asyncio protocol (the least a client can do)", raw_streams),
+        )
+        for client_name, client in clients:
+            for name, path in apps:
+                url = f"{base}/{path}"
+                fakes.expert_delay(args.model_seconds)
+                asyncio.run(client(url, questions(LIGHT, LIGHT)))  # warm-up
+                fakes.expert_delay(args.model_seconds)
+                print(f"floor: {path}, {args.conversations} at once…", file=sys.stderr)
+                cpu = cpu_seconds(server.pid)
+                outcomes, _ = asyncio.run(client(url, questions(args.conversations, 1)))
+                used = (cpu_seconds(server.pid) - cpu) / args.conversations
+                own = fakes.expert_times() if path == "proxy" else [args.model_seconds]
+                ok = [o for o in outcomes if o.ok]
+                e2e = summary([o.total for o in ok])
+                first = summary([o.first_token for o in ok if o.first_token is not None])
+                beyond = first[1] - summary(own)[1]
+                least_beyond = min(least_beyond, beyond)
+                if path == "proxy":
+                    least_proxy = min(least_proxy, e2e[1])
+                rows.append(
+                    f"| {name} | {client_name} | {used * 1000:.2f} ms | {e2e[0] * 1000:.0f} ms | "
+                    f"{e2e[1] * 1000:.0f} ms | {summary(own)[1] * 1000:.0f} ms | "
+                    f"{beyond * 1000:.0f} ms | {len(outcomes) - len(ok)} |"
+                )
+    finally:
+        server.terminate()
+        server.wait(30)
+    return "\n".join(
+        [
+            f"### The floor: {args.conversations} at once against a service that does nothing",
+            "",
+            "The same uvicorn (one worker, uvloop, httptools) serving a bare ASGI app "
+            "(bench/_floor_app.py: no framework, no store, no retrieval, no guard), measured by "
+            "this run's client and by a raw asyncio protocol client. Whatever these rows show, "
+            "every real service on this machine pays before its first line of code.",
+            "",
+            "| the app | the client | its CPU per request | end to end p50 | p95 | the model's "
+            "own p95 to first token | first token beyond it, p95 | errors |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+            *rows,
+            "",
+            f"Least first-token overhead any floor row shows: **{least_beyond * 1000:.0f} ms** "
+            f"(the target: 50 ms); least p95 end to end of the bare proxy: "
+            f"**{least_proxy * 1000:.0f} ms** (the target: {(args.model_seconds + 0.4) * 1000:.0f}"
+            " ms, which leaves a real turn no CPU at all).",
+        ]
+    )
+
+
+class _RawStream(asyncio.Protocol):
+    """One POST over a fresh connection; notes the first `token` event and the end of `done`
+    (uvicorn streams chunked: the response ends with the zero-length chunk)."""
+
+    def __init__(self, request: bytes, result: asyncio.Future) -> None:
+        self.request, self.result = request, result
+        self.buffer = bytearray()
+        self.started = time.perf_counter()
+        self.first: float | None = None
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.first is None and b"event: token" in self.buffer:
+            self.first = time.perf_counter() - self.started
+        if self.buffer.endswith(b"\r\n0\r\n\r\n"):
+            ok = self.buffer.startswith(b"HTTP/1.1 200") and b"event: done" in self.buffer
+            outcome = Outcome(ok, time.perf_counter() - self.started, self.first)
+            if not ok:
+                outcome.error = bytes(self.buffer[:40]).decode("latin-1")
+            if not self.result.done():
+                self.result.set_result(outcome)
+            if self.transport is not None:
+                self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.result.done():
+            self.result.set_result(Outcome(False, error=f"connection lost: {exc}"))
+
+
+async def raw_streams(url: str, messages: list[str]) -> tuple[list[Outcome], float]:
+    """`concurrent_streams` with no client library: a prebuilt request per message written on
+    a fresh connection, the response scanned as bytes."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    loop = asyncio.get_running_loop()
+
+    async def one(message: str) -> Outcome:
+        body = json.dumps({"message": message}).encode()
+        request = (
+            f"POST {parts.path}/api/chat/stream HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n"
+        ).encode() + body
+        result = loop.create_future()
+        try:
+            await loop.create_connection(
+                lambda: _RawStream(request, result), parts.hostname, parts.port
+            )
+        except OSError as exc:
+            return Outcome(False, error=f"{type(exc).__name__}: {exc}")
+        return await asyncio.wait_for(result, 120)
+
+    started = time.perf_counter()
+    outcomes = await asyncio.gather(*(one(m) for m in messages))
+    return list(outcomes), time.perf_counter() - started
+
+
+def wait_listening(port: int, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit("the floor app stopped at start")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return
+        time.sleep(0.1)
+    raise SystemExit("the floor app did not listen within 30 s")
 
 
 async def _stream_times(n: int, url: str, use_httpx: bool) -> list[float]:
