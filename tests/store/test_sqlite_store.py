@@ -18,6 +18,7 @@ from copines.experts import SHARED
 from copines.store.base import Message
 from copines.store.sqlite import SQLiteStore, fts_query
 from copines.store.sqlite_migrations import MIGRATIONS, apply_migrations
+from copines.text import search_terms
 from tests.store.test_knowledge_store import EMBEDDER, chunks, doc, seed, unit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -261,6 +262,28 @@ async def test_a_base_from_before_the_owner_index_is_upgraded(tmp_path: Path):
         found = await store.keyword_search("audrey", ["instagram"], 10)
         assert [titles[i] for i in found] == ["carole"]
         assert await store.keyword_search("carole", ["instagram"], 10) == []
+    finally:
+        await store.close()
+
+
+async def test_the_fulltext_index_has_a_prefix_index_for_every_stem_length(tmp_path: Path):
+    """m004: a prefix query reads its own index when its length is one of the indexed ones;
+    the searched stems are 3 to 8 characters long."""
+    store = SQLiteStore(tmp_path / "kb.db")
+    await store.open()
+    try:
+        await seed(store)
+        sql = await store._run(
+            lambda db: db.execute(
+                "SELECT sql FROM sqlite_master WHERE name = 'chunks_fts'"
+            ).fetchone()[0]
+        )
+        assert "prefix='3 4 5 6 7 8'" in sql
+        terms = search_terms("Je voudrais automatiser ma séquence d'emails de bienvenue, ok ?")
+        assert terms and all(3 <= len(t) <= 8 for t in terms)
+        for length in range(3, 9):
+            found = await store.keyword_search("audrey", ["sequence"[:length]], 5)
+            assert len(found) == 1, length  # "séquence email automatique"
     finally:
         await store.close()
 

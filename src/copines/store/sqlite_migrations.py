@@ -163,13 +163,40 @@ def m003_owner_in_fulltext(db: sqlite3.Connection) -> None:
         db.execute(
             "UPDATE chunks SET owner_key = ? WHERE document_id = ?", (owner_key(owner), doc_id)
         )
+    _create_fulltext(db, prefixes=False)
+
+
+@migration
+def m004_fulltext_prefixes(db: sqlite3.Connection) -> None:
+    """Prefix indexes for the lengths of the searched stems (3 to 8 characters, see
+    `text.search_terms`): a prefix query ("email"*) then reads one index entry instead of
+    scanning every term that starts with it. On the sample knowledge a question's keyword
+    query went from 0.36-0.55 ms to 0.19-0.22 ms with the same rows, for an index 2.5x larger."""
     _script(
         db,
         """
+        DROP TRIGGER chunks_ai;
+        DROP TRIGGER chunks_ad;
+        DROP TRIGGER chunks_au;
+        DROP TABLE chunks_fts;
+        """,
+    )
+    _create_fulltext(db, prefixes=True)
+
+
+FULLTEXT_TABLE = """
         CREATE VIRTUAL TABLE chunks_fts USING fts5(
             text, heading_path, owner_key, content='chunks', content_rowid='id',
             tokenize='unicode61 remove_diacritics 2'
         );
+"""
+FULLTEXT_TABLE_PREFIXES = """
+        CREATE VIRTUAL TABLE chunks_fts USING fts5(
+            text, heading_path, owner_key, content='chunks', content_rowid='id',
+            tokenize='unicode61 remove_diacritics 2', prefix='3 4 5 6 7 8'
+        );
+"""
+FULLTEXT_FILL = """
         CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN
             INSERT INTO chunks_fts(rowid, text, heading_path, owner_key)
             VALUES (new.id, new.text, new.heading_path, new.owner_key);
@@ -187,8 +214,13 @@ def m003_owner_in_fulltext(db: sqlite3.Connection) -> None:
         INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild');
         -- The text counts, the heading half as much, the owner token not at all.
         INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('rank', 'bm25(1.0, 0.5, 0.0)');
-        """,
-    )
+"""
+
+
+def _create_fulltext(db: sqlite3.Connection, prefixes: bool) -> None:
+    """The full-text table over the chunks (text, heading, owner token), its triggers, filled."""
+    _script(db, FULLTEXT_TABLE_PREFIXES if prefixes else FULLTEXT_TABLE)
+    _script(db, FULLTEXT_FILL)
 
 
 def _script(db: sqlite3.Connection, sql: str) -> None:
