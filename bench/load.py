@@ -404,7 +404,7 @@ def main() -> None:
             f"{args.conversations} conversations, a model answering in {args.model_seconds:g} s). "
             f"Each run: `copines serve` ({args.workers} uvicorn worker unless the heading says "
             "otherwise) as its own process, the fake models "
-            "in another (bench/_fake_llm.py), the client in this one (aiohttp on 127.0.0.1). "
+            "in another (bench/_fake_llm.py), the client in this one (aiohttp on uvloop, 127.0.0.1). "
             "Rate limits raised through settings.",
             *blocks,
             HISTORY,
