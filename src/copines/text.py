@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 _WORD = re.compile(r"[a-z0-9]+(?:['’][a-z0-9]+)?")
 
@@ -63,9 +64,15 @@ def stem(token: str) -> str:
 
 def search_terms(query: str, limit: int = 10) -> list[str]:
     """The stems worth searching for in a visitor's question."""
+    return list(_search_terms(query, limit))
+
+
+@lru_cache(maxsize=4096)
+def _search_terms(query: str, limit: int) -> tuple[str, ...]:
+    # Cached: a turn asks for the same question's terms in the keyword search and the reranker.
     out: list[str] = []
     for word in keywords(query):
         s = stem(word)
         if s not in out:
             out.append(s)
-    return out[:limit]
+    return tuple(out[:limit])

@@ -161,6 +161,30 @@ async def test_a_locked_database_still_fails_after_the_busy_timeout(tmp_path: Pa
         await store.close()
 
 
+async def test_passages_kept_with_the_index_follow_every_change(pair):
+    """b keeps the passages it has read with its index snapshot; a's changes reach it."""
+    a, b = pair
+    await seed(a)
+    ids = sorted(await ids_seen(b, "audrey", unit(1, 0)))
+
+    async def titles(expert: str) -> list[str]:
+        return [p.title for p in await b.get_passages(expert, ids, unit(1, 0))]
+
+    assert await titles("audrey") == ["a funnel", "a funnel", "agence faq"]
+    assert b._index is not None and len(b._index.passages) == 3
+    assert await titles("audrey") == ["a funnel", "a funnel", "agence faq"]  # from memory
+    renamed = doc("a-funnel.md", "audrey", digest="h2")
+    renamed.title = "Tunnels"
+    await a.save_document(
+        renamed, chunks("tunnel", "email"), np.vstack([unit(1, 0), unit(1, 0.2)]), EMBEDDER
+    )
+    ids = sorted(await ids_seen(b, "audrey", unit(1, 0)))
+    assert await titles("audrey") == ["agence faq", "Tunnels", "Tunnels"]
+    await a.set_owner("a-funnel.md", "carole", "moved")
+    assert await titles("audrey") == ["agence faq"]  # no longer hers
+    assert await titles("carole") == ["agence faq", "Tunnels", "Tunnels"]
+
+
 async def test_a_large_base_is_searched_off_the_event_loop(pair, monkeypatch):
     a, _ = pair
     await seed(a)

@@ -40,6 +40,12 @@ T = TypeVar("T")
 # parts (FTS5, numpy) can use another core.
 INLINE_MAX_CHUNKS = 5000
 
+PASSAGES_SQL = (
+    "SELECT c.id, c.document_id, d.filename, d.title, d.owner, c.heading_path, c.text "
+    "FROM chunks c JOIN documents d ON d.id = c.document_id "
+    "WHERE c.id IN (SELECT value FROM json_each(?))"
+)
+
 
 def mismatch_error(stored: str, wanted: str) -> EmbedderMismatchError:
     return EmbedderMismatchError(
@@ -597,15 +603,22 @@ class SQLiteStore(SQLiteConversations, Store):
             return []
 
         def read(db: sqlite3.Connection) -> list[Passage]:
-            rows = db.execute(
-                "SELECT c.id, c.document_id, d.filename, d.title, d.owner, c.heading_path, "
-                "c.text FROM chunks c JOIN documents d ON d.id = c.document_id "
-                "WHERE c.id IN (SELECT value FROM json_each(?)) AND d.owner IN (?, ?)",
-                (json.dumps(chunk_ids), expert, SHARED),
-            ).fetchall()
-            scores = {}
-            if vector is not None:
-                scores = self._checked_index(db, vector).similarity([r[0] for r in rows], vector)
+            index = self._checked_index(db, vector) if vector is not None else None
+            if index is not None and len(index) <= INLINE_MAX_CHUNKS:
+                # A small base's passages are kept with its index snapshot: only the ones
+                # never asked for are read.
+                cached = index.passages
+                missing = [i for i in chunk_ids if i not in cached]
+                if missing:
+                    for row in db.execute(PASSAGES_SQL, (json.dumps(missing),)):
+                        cached[row[0]] = tuple(row[1:])
+                rows = [(i, *cached[i]) for i in chunk_ids if i in cached]
+                rows = [r for r in rows if r[4] in (expert, SHARED)]
+            else:
+                rows = db.execute(
+                    PASSAGES_SQL + " AND d.owner IN (?, ?)", (json.dumps(chunk_ids), expert, SHARED)
+                ).fetchall()
+            scores = index.similarity([r[0] for r in rows], vector) if index is not None else {}
             by_id = {
                 r[0]: Passage(
                     chunk_id=r[0],

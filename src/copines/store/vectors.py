@@ -27,6 +27,9 @@ class VectorIndex:
         self.dim = dim
         self.blocks = blocks
         self._row: dict[int, tuple[str, int]] = {}
+        # Passage rows read for this snapshot (chunk id -> document id, filename, title, owner,
+        # heading, text), filled by the store as they are asked for: a snapshot never changes.
+        self.passages: dict[int, tuple] = {}
         for owner, block in blocks.items():
             for i, chunk_id in enumerate(block.ids.tolist()):
                 self._row[chunk_id] = (owner, i)
