@@ -185,6 +185,28 @@ async def test_passages_kept_with_the_index_follow_every_change(pair):
     assert await titles("carole") == ["agence faq", "Tunnels", "Tunnels"]
 
 
+async def test_searches_run_inline_only_on_a_small_base_with_its_caches_built(
+    pair, monkeypatch, tmp_path: Path
+):
+    """The retriever runs the two searches one after the other only when both are inline."""
+    a, _ = pair
+    await seed(a)
+    assert not a.searches_inline()  # no vector index nor term counts yet
+    await warm(a)
+    assert a.searches_inline()
+    monkeypatch.setattr(sqlite_module, "INLINE_MAX_CHUNKS", 3)  # the seed has 4 chunks
+    assert not a.searches_inline()
+    monkeypatch.undo()
+    memory = SQLiteStore(":memory:")  # one connection, on the database thread only
+    await memory.open()
+    try:
+        await seed(memory)
+        await warm(memory)
+        assert not memory.searches_inline()
+    finally:
+        await memory.close()
+
+
 async def test_a_large_base_is_searched_off_the_event_loop(pair, monkeypatch):
     a, _ = pair
     await seed(a)

@@ -88,12 +88,23 @@ class Retriever:
             finally:
                 timings[name] = (time.perf_counter() - started) * 1000
 
+        terms = search_terms(query)
+        if vector is not None and self.store.searches_inline():
+            # Both searches run on this thread without waiting on anything: a task to run
+            # them side by side would only cost its own creation.
+            keyword = await timed(
+                "keyword", self.store.keyword_search(expert, terms, self.candidates)
+            )
+            dense = await timed(
+                "dense", self.store.dense_search(expert, vector, self.candidates, self.threshold)
+            )
+            return await self._finish(expert, query, vector, dense, keyword, timings, k)
         # Keyword search needs no vector: it runs while the query is embedded, and the
         # vector scan (numpy, off the database thread) while it finishes.
         keyword_task = asyncio.create_task(
             timed(
                 "keyword",
-                self.store.keyword_search(expert, search_terms(query), self.candidates),
+                self.store.keyword_search(expert, terms, self.candidates),
             )
         )
         try:
@@ -109,6 +120,19 @@ class Retriever:
                 keyword_task.cancel()
             elif not keyword_task.cancelled():
                 keyword_task.exception()  # seen: a failure here is not logged as lost
+        return await self._finish(expert, query, vector, dense, keyword, timings, k)
+
+    async def _finish(
+        self,
+        expert: str,
+        query: str,
+        vector: np.ndarray,
+        dense: list[tuple[int, float]],
+        keyword: list[int],
+        timings: dict[str, float],
+        k: int | None,
+    ) -> RetrievalResult:
+        """Fuse the two rankings, read the passages, rerank."""
         stored = self.store.embedder_id  # refreshed by the search when the chunks changed
         if stored is not None and stored != self.embedder.id:
             # Same size, another model: the scores would be noise.

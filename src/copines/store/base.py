@@ -289,6 +289,11 @@ class Store(ABC):
     ) -> list[tuple[int, float]]:
         """(chunk id, cosine) of the expert's and shared chunks above `threshold`, best first."""
 
+    def searches_inline(self) -> bool:
+        """Whether `dense_search` and `keyword_search` run on the caller's thread without waiting
+        on anything (then running them side by side gains nothing)."""
+        return False
+
     @abstractmethod
     async def keyword_search(self, expert: str, terms: list[str], limit: int) -> list[int]:
         """Chunk ids of the expert's and shared chunks matching any term, best first."""

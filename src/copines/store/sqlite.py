@@ -596,6 +596,15 @@ class SQLiteStore(SQLiteConversations, Store):
         index = self._index
         return index is not None and len(index) <= INLINE_MAX_CHUNKS
 
+    def searches_inline(self) -> bool:
+        terms = self._terms
+        return (
+            self._reader is not None
+            and self._small_index()
+            and terms is not None
+            and terms.total <= INLINE_MAX_CHUNKS
+        )
+
     async def get_passages(
         self, expert: str, chunk_ids: list[int], vector: np.ndarray | None = None
     ) -> list[Passage]:
