@@ -145,6 +145,60 @@ async def test_a_write_waits_for_another_writer_instead_of_failing(pair, tmp_pat
     assert [(m.id, m.content) for m in await b.get_messages("c1")] == [(message_id, "Bonjour")]
 
 
+async def test_writes_made_while_one_waits_for_the_lock_keep_their_order(pair, tmp_path: Path):
+    """Once a write waits on the database thread, later ones queue behind it rather than
+    overtake it inline the moment the lock is free: ids and timestamps follow the order."""
+    a, _ = pair
+    await a.create_conversation("c1", "hash")
+    other = sqlite3.connect(tmp_path / "kb.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    first = asyncio.create_task(a.add_message(Message("c1", "assistant", "premier")))
+    await asyncio.sleep(0.05)  # it failed inline and waits on the database thread
+    other.execute("COMMIT")
+    other.close()
+    await a.add_message(Message("c1", "user", "second"))
+    await first
+    messages = await a.get_messages("c1")
+    assert [m.content for m in messages] == ["premier", "second"]
+    assert messages[0].created_at <= messages[1].created_at
+    assert (await a.get_conversation("c1")).updated_at == messages[1].created_at
+    before = a.thread_calls
+    await a.add_message(Message("c1", "user", "troisième"))  # nothing waits: inline again
+    assert a.thread_calls == before
+
+
+@pytest.mark.parametrize("checkpoints", [True, False])
+async def test_the_log_is_checkpointed_on_the_database_thread(
+    tmp_path: Path, monkeypatch, checkpoints: bool
+):
+    """The inline connections never checkpoint (it would stall the event loop); the database
+    thread does, every CHECKPOINT_EVERY inline writes, emptying the log file once it is large."""
+    monkeypatch.setattr(sqlite_module, "CHECKPOINT_EVERY", 20 if checkpoints else 10**9)
+    monkeypatch.setattr(sqlite_module, "WAL_TRUNCATE_BYTES", 256 * 1024)
+    store = SQLiteStore(tmp_path / "kb.db")
+    await store.open()
+    try:
+        await store.create_conversation("c1", "hash")
+        for i in range(400):
+            await store.add_message(Message("c1", "user", f"message {i} " + "x" * 2000))
+            if i % 10 == 9:
+                await asyncio.sleep(0.002)  # turns wait on the network between their writes
+        await store._run(lambda db: None)  # after the checkpoints queued on that thread
+        wal = (tmp_path / "kb.db-wal").stat().st_size
+        assert len(await store.get_messages("c1")) == 400
+        thread_calls = store.thread_calls
+    finally:
+        await store.close()
+    if checkpoints:
+        assert wal < 2_000_000, wal
+        # A checkpoint starting the log over holds the lock: the writes meanwhile waited on
+        # the database thread, not on the event loop.
+        assert thread_calls >= 1
+    else:  # SQLite's own checkpoint (every 1000 pages, 4 MB) would have started it over
+        assert wal > 5_000_000, wal
+        assert thread_calls == 1  # only the line above: every write was inline
+
+
 async def test_a_locked_database_still_fails_after_the_busy_timeout(tmp_path: Path):
     store = SQLiteStore(tmp_path / "kb.db", busy_timeout_ms=200)
     await store.open()

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import bisect
 import json
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TypeVar
 
@@ -39,6 +40,8 @@ T = TypeVar("T")
 # costs about 0.15 ms of CPU by itself. Larger bases search off the loop, where the GIL-free
 # parts (FTS5, numpy) can use another core.
 INLINE_MAX_CHUNKS = 5000
+CHECKPOINT_EVERY = 200  # inline writes between two checkpoints (on the database thread)
+WAL_TRUNCATE_BYTES = 16 * 1024 * 1024  # a log file this large is emptied at the next checkpoint
 
 PASSAGES_SQL = (
     "SELECT c.id, c.document_id, d.filename, d.title, d.owner, c.heading_path, c.text "
@@ -122,6 +125,8 @@ class SQLiteStore(SQLiteConversations, Store):
         self._inline_dbs: list[sqlite3.Connection] = []
         self._inline_lock = threading.Lock()
         self.thread_calls = 0  # calls that went to the database thread (for tests and bench)
+        self._queued = 0  # inline calls waiting on the database thread
+        self._inline_writes = 0
 
     # Plumbing ------------------------------------------------------------------------
     async def _run(self, fn: Callable[[sqlite3.Connection], T], *, inline: bool = False) -> T:
@@ -135,20 +140,36 @@ class SQLiteStore(SQLiteConversations, Store):
         to the busy timeout as always. `fn` must be safe to run twice in that case: a read, or
         a write whose first statement takes the lock (`_tx`, or a single statement).
         """
-        if inline and self._reader is not None:
-            db = self._inline_connection()
-            self._local.inline = True
-            try:
-                return self._call(fn, db, busy_error=False)
-            except _Stale:
-                pass  # the index or term counts need a rebuild: not on the event loop
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc):
-                    raise
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-            finally:
-                self._local.inline = False
+        if not inline or self._reader is None:
+            return await self._on_thread(fn)
+        if self._queued:
+            # An earlier call waits on the database thread (the database was locked): queue
+            # behind it, so that writes still commit in the order they were made.
+            return await self._on_thread(fn, queued=True)
+        db = self._inline_connection()
+        self._local.inline = True
+        changes = db.total_changes
+        try:
+            result = self._call(fn, db, busy_error=False)
+            if db.total_changes != changes:
+                self._inline_wrote()
+            return result
+        except _Stale:
+            # A cache to rebuild (not on the event loop): a read, which nothing waits behind.
+            busy = False
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            busy = True
+        finally:
+            self._local.inline = False
+        return await self._on_thread(fn, queued=busy)
+
+    async def _on_thread(self, fn: Callable[[sqlite3.Connection], T], queued: bool = False) -> T:
+        """`fn` on the database thread; `queued`: an inline call sent there (counted, so that
+        the next ones follow it instead of overtaking it)."""
 
         def call() -> T:
             if self._db is None:
@@ -156,7 +177,37 @@ class SQLiteStore(SQLiteConversations, Store):
             return self._call(fn, self._db)
 
         self.thread_calls += 1
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        self._queued += queued
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        finally:
+            self._queued -= queued
+
+    def _inline_wrote(self) -> None:
+        """Every CHECKPOINT_EVERY inline writes, a checkpoint of the write-ahead log on the
+        database thread: the inline connections never checkpoint, since copying the log into
+        the file and syncing it would stall the event loop (88 ms seen after a 43 MB log)."""
+        self._inline_writes += 1
+        if self._inline_writes % CHECKPOINT_EVERY == 0:
+            with suppress(RuntimeError):  # the executor is shut down: the store is closing
+                self._executor.submit(self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        """A passive checkpoint (it waits for no one), or, once the log file has grown past
+        WAL_TRUNCATE_BYTES because writes never paused, one that empties it (it holds the write
+        lock and waits for readers, on this thread, up to the busy timeout)."""
+        db = self._db
+        if db is None:
+            return
+        try:
+            size = os.path.getsize(self.path + "-wal")
+        except OSError:
+            return
+        with suppress(sqlite3.OperationalError):
+            if size > WAL_TRUNCATE_BYTES:
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            else:
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def _inline_connection(self) -> sqlite3.Connection:
         """This thread's connection for inline calls (opened on first use, closed by `close`)."""
@@ -170,8 +221,7 @@ class SQLiteStore(SQLiteConversations, Store):
             db.execute("PRAGMA busy_timeout=0")  # never wait on the event loop
             db.execute("PRAGMA synchronous=NORMAL")  # as the main connection: no fsync per commit
             db.execute("PRAGMA foreign_keys=ON")
-            # SQLite's automatic checkpoint stays on: every 1000 pages of log (a few hundred
-            # turns), the committing write copies them into the file, a few ms on the loop.
+            db.execute("PRAGMA wal_autocheckpoint=0")  # on the database thread (_checkpoint)
             db.row_factory = sqlite3.Row
             with self._inline_lock:
                 self._inline_dbs.append(db)
@@ -525,6 +575,8 @@ class SQLiteStore(SQLiteConversations, Store):
         owners = (expert, SHARED)
         if self._small_index():
             index = await self._run(lambda db: self._checked_index(db, vector), inline=True)
+            if len(index) > INLINE_MAX_CHUNKS:  # the base grew: rebuilt large, scanned off the loop
+                return await asyncio.to_thread(index.search, owners, vector, limit, threshold)
             return index.search(owners, vector, limit, threshold)
         if self._reader is None:  # in memory: the one connection, on the database thread
             index = await self._run(lambda db: self._checked_index(db, vector))

@@ -101,8 +101,8 @@ class SQLiteConversations:
 
     async def add_message(self, message: Message) -> int:
         def write(db: sqlite3.Connection) -> int:
-            now = _now()
             with self._tx(db):
+                now = _now()  # once the lock is held: timestamps follow the ids
                 cursor = db.execute(
                     "INSERT INTO messages (conversation_id, role, content, status, agent, "
                     "confidence, router, sources, model, prompt_tokens, completion_tokens, "
