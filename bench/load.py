@@ -752,9 +752,14 @@ HISTORY = (
     "ten such trips), and that the turns of a burst queued behind that one thread. Since: a "
     "conversation's reads and writes and a small base's searches (up to 5,000 chunks) run on "
     "the event loop through a connection that never waits for a lock (a locked database sends "
-    "the call to the database thread, which waits as before), and the client runs on uvloop. "
-    "The floor section was added: it shows that the burst targets are out of reach of any "
-    "service on this machine, not only of this one."
+    "the call to the database thread, which waits as before, and later calls queue behind it "
+    "so that writes keep their order; the log is checkpointed on that thread), the full-text "
+    "index has prefix indexes for the searched stems' lengths and is ranked with bm25() "
+    "directly (a keyword search on the sample knowledge 0.36-0.55 -> 0.19-0.24 ms), a small "
+    "base's passages are kept with its index snapshot (0.22 -> 0.07 ms a read), and the "
+    "client runs on uvloop. The floor section and phase 1b's rates were added: the floor "
+    "shows that the burst targets are out of reach of any service on this machine, not only "
+    "of this one; the rates show the load one worker carries within both targets."
 )
 
 
