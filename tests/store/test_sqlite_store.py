@@ -167,36 +167,56 @@ async def test_writes_made_while_one_waits_for_the_lock_keep_their_order(pair, t
     assert a.thread_calls == before
 
 
-@pytest.mark.parametrize("checkpoints", [True, False])
-async def test_the_log_is_checkpointed_on_the_database_thread(
-    tmp_path: Path, monkeypatch, checkpoints: bool
-):
-    """The inline connections never checkpoint (it would stall the event loop); the database
-    thread does, every CHECKPOINT_EVERY inline writes, emptying the log file once it is large."""
-    monkeypatch.setattr(sqlite_module, "CHECKPOINT_EVERY", 20 if checkpoints else 10**9)
-    monkeypatch.setattr(sqlite_module, "WAL_TRUNCATE_BYTES", 256 * 1024)
-    store = SQLiteStore(tmp_path / "kb.db")
+async def test_one_conversation_waiting_does_not_hold_the_others_off_the_loop(pair, tmp_path: Path):
+    a, _ = pair
+    await a.create_conversation("c1", "hash")
+    await a.create_conversation("c2", "hash")
+    other = sqlite3.connect(tmp_path / "kb.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    waiting = asyncio.create_task(a.add_message(Message("c1", "user", "en attente")))
+    await asyncio.sleep(0.05)
+    other.execute("COMMIT")
+    other.close()
+    before = a.thread_calls
+    await a.add_message(Message("c2", "user", "ailleurs"))  # another conversation: inline
+    assert a.thread_calls == before
+    await a.add_message(Message("c1", "user", "après"))  # behind its own waiting write
+    await waiting
+    assert a.thread_calls == before + 1
+    assert [m.content for m in await a.get_messages("c1")] == ["en attente", "après"]
+
+
+async def test_a_log_backlog_is_checkpointed_off_the_event_loop(tmp_path: Path):
+    """A long reader held the log while another process wrote 16 MB: the next commit's
+    automatic checkpoint copies it all, so that write goes to the database thread; the log
+    file is cut back after it and the writes come back on the loop."""
+    path = tmp_path / "kb.db"
+    store = SQLiteStore(path)
     await store.open()
     try:
         await store.create_conversation("c1", "hash")
-        for i in range(400):
-            await store.add_message(Message("c1", "user", f"message {i} " + "x" * 2000))
-            if i % 10 == 9:
-                await asyncio.sleep(0.002)  # turns wait on the network between their writes
-        await store._run(lambda db: None)  # after the checkpoints queued on that thread
-        wal = (tmp_path / "kb.db-wal").stat().st_size
-        assert len(await store.get_messages("c1")) == 400
-        thread_calls = store.thread_calls
+        await store.add_message(Message("c1", "user", "avant"))
+        reader = sqlite3.connect(path, isolation_level=None)
+        reader.execute("BEGIN")
+        reader.execute("SELECT COUNT(*) FROM messages").fetchone()
+        writer = sqlite3.connect(path, isolation_level=None)
+        writer.execute("CREATE TABLE bulk (b BLOB)")
+        for _ in range(16):
+            writer.execute("INSERT INTO bulk VALUES (?)", (bytes(1 << 20),))
+        writer.close()
+        reader.execute("COMMIT")
+        reader.close()
+        wal = Path(f"{path}-wal")
+        assert wal.stat().st_size > sqlite_module.LOG_BACKLOG_BYTES
+        before = store.thread_calls
+        await store.add_message(Message("c1", "user", "pendant"))
+        assert store.thread_calls == before + 1  # checkpointed on the database thread
+        assert wal.stat().st_size <= sqlite_module.JOURNAL_LIMIT_BYTES
+        await store.add_message(Message("c1", "user", "après"))
+        assert store.thread_calls == before + 1  # back on the loop
+        assert [m.content for m in await store.get_messages("c1")] == ["avant", "pendant", "après"]
     finally:
         await store.close()
-    if checkpoints:
-        assert wal < 2_000_000, wal
-        # A checkpoint starting the log over holds the lock: the writes meanwhile waited on
-        # the database thread, not on the event loop.
-        assert thread_calls >= 1
-    else:  # SQLite's own checkpoint (every 1000 pages, 4 MB) would have started it over
-        assert wal > 5_000_000, wal
-        assert thread_calls == 1  # only the line above: every write was inline
 
 
 async def test_a_locked_database_still_fails_after_the_busy_timeout(tmp_path: Path):

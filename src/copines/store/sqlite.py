@@ -9,6 +9,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -40,8 +41,11 @@ T = TypeVar("T")
 # costs about 0.15 ms of CPU by itself. Larger bases search off the loop, where the GIL-free
 # parts (FTS5, numpy) can use another core.
 INLINE_MAX_CHUNKS = 5000
-CHECKPOINT_EVERY = 200  # inline writes between two checkpoints (on the database thread)
-WAL_TRUNCATE_BYTES = 16 * 1024 * 1024  # a log file this large is emptied at the next checkpoint
+# The write-ahead log is checkpointed every 1000 pages (4 MB) by the committing connection,
+# its file cut back to JOURNAL_LIMIT_BYTES when it starts over; past LOG_BACKLOG_BYTES (a long
+# reader held it), a write leaves the event loop and the database thread empties the log.
+JOURNAL_LIMIT_BYTES = 8 * 1024 * 1024
+LOG_BACKLOG_BYTES = 12 * 1024 * 1024
 
 PASSAGES_SQL = (
     "SELECT c.id, c.document_id, d.filename, d.title, d.owner, c.heading_path, c.text "
@@ -125,11 +129,17 @@ class SQLiteStore(SQLiteConversations, Store):
         self._inline_dbs: list[sqlite3.Connection] = []
         self._inline_lock = threading.Lock()
         self.thread_calls = 0  # calls that went to the database thread (for tests and bench)
-        self._queued = 0  # inline calls waiting on the database thread
-        self._inline_writes = 0
+        self._queued: Counter[str] = Counter()  # inline writes waiting on the database thread
+        self._wal_path = f"{self.path}-wal"
 
     # Plumbing ------------------------------------------------------------------------
-    async def _run(self, fn: Callable[[sqlite3.Connection], T], *, inline: bool = False) -> T:
+    async def _run(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        *,
+        inline: bool = False,
+        write: str | None = None,
+    ) -> T:
         """Run `fn` with a connection: on the database thread, or, with `inline`, first on
         the caller's thread through a connection of its own that never waits for a lock.
 
@@ -139,21 +149,22 @@ class SQLiteStore(SQLiteConversations, Store):
         once, before changing anything, and `fn` goes to the database thread, which waits up
         to the busy timeout as always. `fn` must be safe to run twice in that case: a read, or
         a write whose first statement takes the lock (`_tx`, or a single statement).
+
+        `write` names what a write belongs to (a conversation): once one of its writes waits on
+        the database thread, its next writes queue behind it rather than overtake it inline
+        the moment the lock is free, so that they commit in order; other conversations'
+        writes still go inline.
         """
         if not inline or self._reader is None:
             return await self._on_thread(fn)
-        if self._queued:
-            # An earlier call waits on the database thread (the database was locked): queue
-            # behind it, so that writes still commit in the order they were made.
-            return await self._on_thread(fn, queued=True)
+        if write is not None and self._queued[write]:
+            return await self._on_thread(fn, queued=write)
+        if write is not None and self._log_backlog():
+            return await self._on_thread(_then_empty_the_log(fn), queued=write)
         db = self._inline_connection()
         self._local.inline = True
-        changes = db.total_changes
         try:
-            result = self._call(fn, db, busy_error=False)
-            if db.total_changes != changes:
-                self._inline_wrote()
-            return result
+            return self._call(fn, db, busy_error=False)
         except _Stale:
             # A cache to rebuild (not on the event loop): a read, which nothing waits behind.
             busy = False
@@ -165,11 +176,13 @@ class SQLiteStore(SQLiteConversations, Store):
             busy = True
         finally:
             self._local.inline = False
-        return await self._on_thread(fn, queued=busy)
+        return await self._on_thread(fn, queued=write if busy else None)
 
-    async def _on_thread(self, fn: Callable[[sqlite3.Connection], T], queued: bool = False) -> T:
-        """`fn` on the database thread; `queued`: an inline call sent there (counted, so that
-        the next ones follow it instead of overtaking it)."""
+    async def _on_thread(
+        self, fn: Callable[[sqlite3.Connection], T], queued: str | None = None
+    ) -> T:
+        """`fn` on the database thread; `queued`: what an inline write sent there belongs to
+        (counted, so that its next writes follow it instead of overtaking it)."""
 
         def call() -> T:
             if self._db is None:
@@ -177,37 +190,24 @@ class SQLiteStore(SQLiteConversations, Store):
             return self._call(fn, self._db)
 
         self.thread_calls += 1
-        self._queued += queued
+        if queued is not None:
+            self._queued[queued] += 1
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, call)
         finally:
-            self._queued -= queued
+            if queued is not None:
+                self._queued[queued] -= 1
+                if not self._queued[queued]:
+                    del self._queued[queued]
 
-    def _inline_wrote(self) -> None:
-        """Every CHECKPOINT_EVERY inline writes, a checkpoint of the write-ahead log on the
-        database thread: the inline connections never checkpoint, since copying the log into
-        the file and syncing it would stall the event loop (88 ms seen after a 43 MB log)."""
-        self._inline_writes += 1
-        if self._inline_writes % CHECKPOINT_EVERY == 0:
-            with suppress(RuntimeError):  # the executor is shut down: the store is closing
-                self._executor.submit(self._checkpoint)
-
-    def _checkpoint(self) -> None:
-        """A passive checkpoint (it waits for no one), or, once the log file has grown past
-        WAL_TRUNCATE_BYTES because writes never paused, one that empties it (it holds the write
-        lock and waits for readers, on this thread, up to the busy timeout)."""
-        db = self._db
-        if db is None:
-            return
+    def _log_backlog(self) -> bool:
+        """Whether the write-ahead log has grown well past its usual size (a long reader held
+        it, or another process wrote a lot): copying it into the file is then the database
+        thread's work, not the event loop's (a 43 MB log took 120 ms)."""
         try:
-            size = os.path.getsize(self.path + "-wal")
+            return os.stat(self._wal_path).st_size > LOG_BACKLOG_BYTES
         except OSError:
-            return
-        with suppress(sqlite3.OperationalError):
-            if size > WAL_TRUNCATE_BYTES:
-                db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-            else:
-                db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            return False
 
     def _inline_connection(self) -> sqlite3.Connection:
         """This thread's connection for inline calls (opened on first use, closed by `close`)."""
@@ -219,9 +219,12 @@ class SQLiteStore(SQLiteConversations, Store):
                 self.path, isolation_level=None, check_same_thread=False, timeout=0
             )
             db.execute("PRAGMA busy_timeout=0")  # never wait on the event loop
+            db.execute(f"PRAGMA journal_size_limit={JOURNAL_LIMIT_BYTES}")
             db.execute("PRAGMA synchronous=NORMAL")  # as the main connection: no fsync per commit
             db.execute("PRAGMA foreign_keys=ON")
-            db.execute("PRAGMA wal_autocheckpoint=0")  # on the database thread (_checkpoint)
+            # SQLite's automatic checkpoint stays on (every 1000 pages of log, a few ms on the
+            # loop every few hundred turns): checkpointing from the database thread instead
+            # made inline writes meet SQLITE_BUSY, and most of them fell back to that thread.
             db.row_factory = sqlite3.Row
             with self._inline_lock:
                 self._inline_dbs.append(db)
@@ -270,6 +273,7 @@ class SQLiteStore(SQLiteConversations, Store):
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
+        db.execute(f"PRAGMA journal_size_limit={JOURNAL_LIMIT_BYTES}")
         apply_migrations(db)
         self._db = db
         row = db.execute("SELECT value FROM meta WHERE key = 'embedder'").fetchone()
@@ -702,6 +706,18 @@ class SQLiteStore(SQLiteConversations, Store):
 
     async def count_chunks(self) -> int:
         return await self._run(lambda db: db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
+
+
+def _then_empty_the_log(fn: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
+    """`fn`, then a checkpoint that copies the whole log into the file and empties it."""
+
+    def call(db: sqlite3.Connection) -> T:
+        result = fn(db)
+        with suppress(sqlite3.OperationalError):  # a reader still holds it: the next write
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        return result
+
+    return call
 
 
 class _Stale(Exception):

@@ -52,7 +52,7 @@ class SQLiteConversations:
             )
             return Conversation(conversation_id, token_hash, _dt(now), _dt(now))
 
-        return await self._run(write, inline=True)
+        return await self._run(write, inline=True, write=conversation_id)
 
     async def get_conversation(self, conversation_id: str) -> Conversation | None:
         def read(db: sqlite3.Connection) -> Conversation | None:
@@ -68,6 +68,7 @@ class SQLiteConversations:
                 (expert, _now(), conversation_id),
             ),
             inline=True,
+            write=conversation_id,
         )
 
     async def list_conversations(
@@ -134,7 +135,7 @@ class SQLiteConversations:
             message.created_at = _dt(now)
             return message.id
 
-        return await self._run(write, inline=True)
+        return await self._run(write, inline=True, write=message.conversation_id)
 
     async def get_messages(
         self, conversation_id: str, limit: int | None = None, after_id: int | None = None
@@ -249,7 +250,7 @@ class SQLiteConversations:
             feedback.id = int(row[0])
             return feedback.id
 
-        return await self._run(write, inline=True)
+        return await self._run(write, inline=True, write=feedback.conversation_id)
 
     async def list_feedback(self, conversation_id: str | None = None) -> list[Feedback]:
         def read(db: sqlite3.Connection) -> list[Feedback]:
