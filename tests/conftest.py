@@ -129,16 +129,18 @@ def sample_knowledge_sqlite(
     folder = tmp_path_factory.mktemp("knowledge")
     settings = make_settings(folder, database_url=f"sqlite:///{folder / 'base.db'}")
 
-    async def build() -> None:
-        deps = await Deps.create(settings, embedder=embedder)
-        try:
-            results = await deps.ingester().ingest_paths([EXAMPLES])
-            assert results and not any(r.skipped for r in results)
-        finally:
-            await deps.aclose()
-
-    asyncio.run(build())
+    asyncio.run(_ingest_sample(settings, embedder))
     return folder / "base.db"
+
+
+async def _ingest_sample(settings: Settings, embedder: LocalEmbedder) -> None:
+    """Ingest the sample knowledge into the database `settings` name."""
+    deps = await Deps.create(settings, embedder=embedder)
+    try:
+        results = await deps.ingester().ingest_paths([EXAMPLES])
+        assert results and not any(r.skipped for r in results)
+    finally:
+        await deps.aclose()
 
 
 @pytest.fixture(scope="session")
@@ -155,16 +157,7 @@ def sample_knowledge_postgres(
     folder = tmp_path_factory.mktemp("pg-knowledge")
     with fresh_database(server) as url:
         settings = make_settings(folder, database_url=url)
-
-        async def build() -> None:
-            deps = await Deps.create(settings, embedder=embedder)
-            try:
-                results = await deps.ingester().ingest_paths([EXAMPLES])
-                assert results and not any(r.skipped for r in results)
-            finally:
-                await deps.aclose()
-
-        asyncio.run(build())
+        asyncio.run(_ingest_sample(settings, embedder))
         yield server, urlsplit(url).path.lstrip("/")
 
 

@@ -371,3 +371,16 @@ class Store(ABC):
     @abstractmethod
     async def list_feedback(self, conversation_id: str | None = None) -> list[Feedback]:
         """Feedback, newest first."""
+
+
+def rarest_within(counted: list[tuple[float, int, str]], budget: float) -> list[str]:
+    """Keyword search's choice of words: from (rows matched, position, word), the rarest
+    first while their rows fit in `budget` (the rarest one always), back in question order."""
+    chosen: list[tuple[int, str]] = []
+    rows = 0.0
+    for n, i, word in sorted(counted):
+        if chosen and rows + n > budget:
+            break
+        chosen.append((i, word))
+        rows += n
+    return [word for _, word in sorted(chosen)]

@@ -21,6 +21,7 @@ import numpy as np
 from psycopg import sql
 
 from copines.experts import SHARED
+from copines.store.base import rarest_within
 
 _TERM = re.compile(r"[a-z0-9]+")
 _STATS_TTL = 30.0  # seconds a process trusts its lexeme statistics
@@ -66,15 +67,7 @@ class LexemeCounts:
         always); every word while the whole table fits."""
         if self.total <= budget:
             return words
-        counted = sorted((self.prefix_rows(w), i, w) for i, w in enumerate(words))
-        chosen: list[tuple[int, str]] = []
-        rows = 0.0
-        for n, i, word in counted:
-            if chosen and rows + n > budget:
-                break
-            chosen.append((i, word))
-            rows += n
-        return [word for _, word in sorted(chosen)]
+        return rarest_within([(self.prefix_rows(w), i, w) for i, w in enumerate(words)], budget)
 
 
 NO_STATS = LexemeCounts([], np.zeros(1), 0)

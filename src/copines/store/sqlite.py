@@ -28,6 +28,7 @@ from copines.store.base import (
     Passage,
     Store,
     StoredChunk,
+    rarest_within,
 )
 from copines.store.sqlite_conversations import SQLiteConversations, _dt, _now
 from copines.store.sqlite_migrations import apply_migrations, owner_key
@@ -94,25 +95,19 @@ class TermStats:
     def select(self, terms: list[str], budget: int) -> list[str]:
         """The terms present in the index, rarest first, while their rows fit in `budget`
         (the rarest one always). Below `budget` chunks in all, every present term is kept."""
-        counted = sorted(
+        counted = [
             (docs, i, term)
             for i, term in enumerate(terms)
             if term and (docs := self.prefix_docs(term)) > 0
-        )
-        chosen: list[tuple[int, str]] = []
-        rows = 0
-        for docs, i, term in counted:
-            if chosen and rows + docs > budget:
-                break
-            chosen.append((i, term))
-            rows += docs
-        return [term for _, term in sorted(chosen)]
+        ]
+        return rarest_within(counted, budget)
 
 
 class SQLiteStore(SQLiteConversations, Store):
-    """A single SQLite file. All calls run on one worker thread that owns the connection,
-    except the dense search, which reads through a second connection of its own (see
-    `dense_search`)."""
+    """A single SQLite file. Calls run on one database thread that owns the main connection,
+    except short ones (a conversation's rows, a small base's searches), which run on the
+    caller's thread through a connection of its own that never waits for a lock (see `_run`),
+    and a large base's vector scan, which reads through a second connection (`dense_search`)."""
 
     def __init__(self, path: str | Path, busy_timeout_ms: int = 5000):
         self.path = str(path)
