@@ -19,7 +19,6 @@ from copines.store.base import (
     message_from_row,
 )
 
-
 ANOTHER_OPEN = "this conversation already has an open escalation: handle that one instead"
 
 
