@@ -114,6 +114,7 @@ class Settings(BaseSettings):
     smtp_from: str = "L'Agence des Copines <bonjour@lagencedescopines.com>"
     smtp_timeout: float = 10.0
     team_email: str | None = None  # who is told of each new hand-off
+    console_url: str = "http://localhost:8000/admin"  # the console, as the team reaches it
     # Where a reply's link reopens the conversation: a page of the site that embeds the widget.
     site_url: str = "http://localhost:8000/"
     reply_link_days: int = 30  # how long that link opens the conversation

@@ -10,6 +10,7 @@ from copines.api.metrics import Metrics
 from copines.api.ratelimit import ChatLimits
 from copines.config import Settings
 from copines.deps import Deps
+from copines.privacy import hash_ip
 
 if TYPE_CHECKING:
     from copines.turn import TurnRunner
@@ -35,16 +36,21 @@ async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
-async def client_ip(request: Request) -> str:
+def peer_address(request: Request, settings: Settings) -> str:
     """The visitor's address: the socket peer, or the last X-Forwarded-For hop when the
     service sits behind a proxy we trust (the last hop is the one that proxy wrote)."""
-    settings: Settings = request.app.state.settings
     if settings.trust_forwarded_for:
         forwarded = request.headers.get("x-forwarded-for", "")
         hops = [h.strip() for h in forwarded.split(",") if h.strip()]
         if hops:
             return hops[-1]
     return request.client.host if request.client else "unknown"
+
+
+async def client_ip(request: Request) -> str:
+    """The visitor's address as it may be kept (rate-limit keys): a keyed hash, never in clear."""
+    settings: Settings = request.app.state.settings
+    return hash_ip(settings, peer_address(request, settings))
 
 
 DepsDep = Annotated[Deps, Depends(get_deps)]
