@@ -27,6 +27,8 @@
   var HUMAN_REQUEST = "Je voudrais parler à une personne de l'équipe, s'il te plaît.";
   var SPARKLE = "M12 2l2.1 6.4L20.5 10l-6.4 2.1L12 18.5l-2.1-6.4L3.5 10l6.4-1.6zM19 15l.9 2.6 2.6.9-2.6.9L19 22l-.9-2.6-2.6-.9 2.6-.9z";
   var CHAT_ICON = "M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H8l-4 4V6a2 2 0 0 1 2-2zm3 6v2h2v-2H7zm4 0v2h2v-2h-2zm4 0v2h2v-2h-2z";
+  var MAIL_ICON = "M3 5h18a1 1 0 0 1 1 1v12a1 1 0 0 1-1 1H3a1 1 0 0 1-1-1V6a1 1 0 0 1 1-1zm1 2.2V17h16V7.2l-8 5.3zM5.3 7 12 11.4 18.7 7z";
+  var TRASH_ICON = "M9 3h6l1 1h4v2H4V4h4zM6 8h12l-1 12a2 2 0 0 1-2 2H9a2 2 0 0 1-2-2zm3 2v9h2v-9zm4 0v9h2v-9z";
   var CLOSE_ICON = "M7.4 8.6 12 13.2l4.6-4.6L18 10l-6 6-6-6z";
   var THUMB_UP = "M1 21h4V9H1v12zm22-11c0-1.1-.9-2-2-2h-6.31l.95-4.57.03-.32c0-.41-.17-.79-.44-1.06L14.17 1 7.59 7.59C7.22 7.95 7 8.45 7 9v10c0 1.1.9 2 2 2h9c.83 0 1.54-.5 1.84-1.22l3.02-7.05c.09-.23.14-.47.14-.73v-2z";
   var THUMB_DOWN = "M15 3H6c-.83 0-1.54.5-1.84 1.22l-3.02 7.05c-.09.23-.14.47-.14.73v2c0 1.1.9 2 2 2h6.31l-.95 4.57-.03.32c0 .41.17.79.44 1.06L9.83 23l6.59-6.59c.36-.36.58-.86.58-1.41V5c0-1.1-.9-2-2-2zm4 0v12h4V3h-4z";
@@ -183,8 +185,8 @@
 
   var teamBtn = el("button", { type: "button", class: "action team" }, [T.team]);
   var freshBtn = el("button", { type: "button", class: "action fresh" }, [T.fresh]);
-  var emailBtn = el("button", { type: "button", class: "action email", "aria-expanded": "false", "aria-controls": "copines-email" }, [T.emailOpen]);
-  var eraseBtn = el("button", { type: "button", class: "action erase", "aria-label": T.eraseLabel }, [T.erase]);
+  var emailBtn = el("button", { type: "button", class: "action icon email", "aria-label": T.emailOpen, title: T.emailOpen, "aria-expanded": "false", "aria-controls": "copines-email" }, [svg(MAIL_ICON)]);
+  var eraseBtn = el("button", { type: "button", class: "action icon erase", "aria-label": T.eraseLabel, title: T.eraseLabel }, [svg(TRASH_ICON)]);
   var actions = el("div", { class: "actions", role: "toolbar", "aria-label": "Actions de la conversation" }, [teamBtn, freshBtn, emailBtn, eraseBtn]);
 
   var noticeText = el("span", { class: "text" });
@@ -236,6 +238,7 @@
     noticeText.textContent = text || "";
     notice.hidden = !text;
     notice.classList.toggle("error", !!isError);
+    scrollDown();
     noticeRetry.hidden = !onRetry;
     noticeRetry.onclick = onRetry || null;
     if (wait > 0) {
@@ -382,6 +385,7 @@
     addSources(view, m.sources);
     if (m.role === "assistant") addThumbs(view, m.id);
     if (m.agent === "escalate") { addHandoff(view); markHandoff(); }
+    scrollDown();
     return view;
   }
   function greet() {
@@ -475,6 +479,7 @@
     emailForm.hidden = !open;
     emailBtn.setAttribute("aria-expanded", String(open));
     if (open) { showEmailState(); if (focus) emailInput.focus(); }
+    scrollDown();
   }
   function showEmailState() {
     var saved = state.conversation && state.conversation.email;
@@ -490,8 +495,9 @@
       .then(function (r) {
         if (r.ok) {
           c.email = value || null; remember(); showEmailState();
-          emailStatus.textContent = value ? T.emailSaved(value) : T.emailRemoved;
           if (!value) emailInput.value = "";
+          showEmail(false, false);
+          showNotice(value ? T.emailSaved(value) : T.emailRemoved);
           return;
         }
         return refusal(r).then(function (m) { emailStatus.textContent = m.text; emailStatus.classList.add("error"); });
