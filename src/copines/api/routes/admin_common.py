@@ -30,7 +30,7 @@ PAGE_HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 OWNER_LABELS = {SHARED: "Commun", ESCALATE: "Équipe (escalade)", "inconnu": "Inconnu"}
-NEUTRAL = "#8a8194"
+NEUTRAL = "#6b6375"
 
 
 def get_deps(request: Request) -> Deps:
