@@ -155,3 +155,10 @@ async def test_the_team_reply_reaches_her_by_email_with_a_link_that_reopens_it(
             == 404
         )
         assert not [e for e in await _open_escalations(reach_settings) if e.conversation_id == cid]
+
+
+def test_the_favicon_is_served(client: httpx.Client):
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200
+    assert icon.headers["content-type"].startswith("image/svg+xml")
+    assert icon.text.startswith("<svg")
