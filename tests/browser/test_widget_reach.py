@@ -338,3 +338,30 @@ def test_axe_finds_nothing_serious_and_screenshots(
     finally:
         context.close()
     assert not outside, outside
+
+
+def test_a_failed_answer_offers_a_retry_that_sends_it_again(page, site, fake):
+    from tests.fakes.openai_chat import Status
+
+    fake.script("expert", Status(500))
+    fake.script("fallback", Status(500))
+    page.goto(site.url + "/")
+    launcher = page.locator("copines-chat .launcher")
+    closed_icon = launcher.locator("path").get_attribute("d")
+    assert launcher.get_attribute("aria-label").startswith("Ouvrir le chat")
+    launcher.click()
+    # The open launcher says so, with another icon and label.
+    assert launcher.locator("path").get_attribute("d") != closed_icon
+    assert launcher.get_attribute("aria-label") == "Fermer le chat"
+    assert launcher.get_attribute("aria-expanded") == "true"
+    # The messages are a log region, not a broken list.
+    assert page.locator("copines-chat [role=log]").evaluate("el => el.tagName") == "DIV"
+    assert page.locator("copines-chat ol[role=log], copines-chat li.msg").count() == 0
+
+    ask(page, QUESTION)
+    retry = last_answer(page).get_by_role("button", name="Réessayer")
+    retry.wait_for(timeout=20_000)
+    assert "failed" in last_answer(page).locator(".bubble").get_attribute("class")
+    retry.click()  # the model answers this time
+    page.locator("copines-chat .msg.assistant", has_text="Premier email").wait_for(timeout=20_000)
+    assert page.locator("copines-chat .msg.user", has_text=QUESTION).count() == 2
