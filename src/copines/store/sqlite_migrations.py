@@ -224,7 +224,7 @@ FULLTEXT_FILL = """
 
 
 @migration
-def m005_visitor_privacy(db: sqlite3.Connection) -> None:
+def m006_visitor_privacy(db: sqlite3.Connection) -> None:
     """The visitor's optional email, and at most one open escalation per conversation (the
     older duplicates are closed first)."""
     _script(
