@@ -42,7 +42,7 @@ def widget_config(settings: Settings) -> dict[str, Any]:
         "privacyUrl": settings.privacy_url,
         "retentionMonths": max(1, round(settings.retention_days / 30.4)),
         "maxChars": settings.max_message_chars,
-        "email": settings.smtp_url is not None,
+        "email": bool(settings.smtp_url and settings.smtp_url.get_secret_value()),
     }
 
 
