@@ -37,7 +37,7 @@ class Mailer:
         message = EmailMessage()
         message["From"] = self.settings.smtp_from
         message["To"] = to
-        message["Subject"] = subject
+        message["Subject"] = " ".join(subject.split())  # one line, whatever the text held
         message["Message-ID"] = make_msgid(domain="copines")
         message.set_content(body)
         implicit_tls = url.scheme == "smtps"
