@@ -32,6 +32,7 @@ from copines.store.base import (
 )
 from copines.store.sqlite_conversations import SQLiteConversations, _dt, _now
 from copines.store.sqlite_migrations import apply_migrations, owner_key
+from copines.store.sqlite_sources import SQLiteSources
 from copines.store.vectors import VectorIndex
 from copines.text import fold
 
@@ -103,7 +104,7 @@ class TermStats:
         return rarest_within(counted, budget)
 
 
-class SQLiteStore(SQLiteConversations, Store):
+class SQLiteStore(SQLiteConversations, SQLiteSources, Store):
     """A single SQLite file. Calls run on one database thread that owns the main connection,
     except short ones (a conversation's rows, a small base's searches), which run on the
     caller's thread through a connection of its own that never waits for a lock (see `_run`),
@@ -359,6 +360,7 @@ class SQLiteStore(SQLiteConversations, Store):
             priority=row["priority"],
             content_hash=row["content_hash"],
             source_path=row["source_path"],
+            url=row["url"],
             chunks=row["chunks"],
             created_at=_dt(row["created_at"]),
             updated_at=_dt(row["updated_at"]),
@@ -422,21 +424,22 @@ class SQLiteStore(SQLiteConversations, Store):
                     document.priority,
                     document.content_hash,
                     document.source_path,
+                    document.url,
                 )
                 if existing:
                     doc_id = existing["id"]
                     db.execute("DELETE FROM chunks WHERE document_id = ?", (doc_id,))
                     db.execute(
                         "UPDATE documents SET title = ?, owner = ?, owner_reason = ?, tags = ?, "
-                        "category = ?, priority = ?, content_hash = ?, source_path = ?, "
+                        "category = ?, priority = ?, content_hash = ?, source_path = ?, url = ?, "
                         "updated_at = ? WHERE id = ?",
                         (*values, now, doc_id),
                     )
                 else:
                     doc_id = db.execute(
                         "INSERT INTO documents (title, owner, owner_reason, tags, category, "
-                        "priority, content_hash, source_path, filename, created_at, updated_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "priority, content_hash, source_path, url, filename, created_at, updated_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (*values, document.filename, now, now),
                     ).lastrowid
                 key = owner_key(document.owner)
