@@ -152,9 +152,7 @@ async def test_last_modified_alone_gives_conditional_requests(make_deps, tmp_pat
         async with make_deps(**SETTINGS) as deps, syncer(deps) as sync:
             from copines.store.base import SourceRecord
 
-            await sync.add_source(
-                SourceRecord("hooks", "page", f"{site.url}/blog/instagram-hooks")
-            )
+            await sync.add_source(SourceRecord("hooks", "page", f"{site.url}/blog/instagram-hooks"))
             [first] = (await sync.sync()).sources
             [second] = (await sync.sync()).sources
         assert len(first.added) == 1
