@@ -112,14 +112,25 @@ class SourceRun:
         self.seen.add(key)
         self.report.unchanged += 1
 
-    async def filename_for(self, key: str, wanted: str) -> str:
-        """The document name of an item: the one it has, else `wanted` unless another
-        document holds it already (then `wanted` with a short mark of the key)."""
+    async def filename_for(self, key: str, wanted: str, url: str | None) -> str:
+        """The document name of an item: the one it has, else `wanted`, shared with another
+        source reading the same address, or marked with the key when another document holds
+        that name."""
         if key in self.known:
             return self.known[key].filename
-        if await self.store.get_document(wanted) is None:
+        existing = await self.store.get_document(wanted)
+        if existing is None or (url is not None and existing.url == url):
             return wanted
         return f"{wanted} [{digest_of(key)[:6]}]"
+
+    async def _held_elsewhere(self, filename: str) -> bool:
+        """Whether another source keeps this document too (the same page in two sources)."""
+        for source in await self.store.list_sources():
+            if source.id != self.source_id and source.id is not None:
+                items = await self.store.source_items(source.id)
+                if any(item.filename == filename for item in items):
+                    return True
+        return False
 
     async def keep(
         self,
@@ -137,7 +148,7 @@ class SourceRun:
     ) -> None:
         """Ingest one item (re-chunked and re-embedded only when its content changed)."""
         self.seen.add(key)
-        filename = await self.filename_for(key, wanted_name)
+        filename = await self.filename_for(key, wanted_name, url)
         try:
             result = await self.ingester.ingest_content(
                 filename,
@@ -181,8 +192,9 @@ class SourceRun:
         self.seen.discard(key)
         if item is None:
             return
-        with contextlib.suppress(NotFoundError):  # deleted by hand in the meantime
-            await self.store.delete_document(item.filename)
+        if not await self._held_elsewhere(item.filename):
+            with contextlib.suppress(NotFoundError):  # deleted by hand in the meantime
+                await self.store.delete_document(item.filename)
         await self.store.delete_source_item(self.source_id, key)
         self.report.removed.append(item.filename)
         self._line(f"removed {item.filename} ({why})")

@@ -1,0 +1,82 @@
+"""`copines ingest URL`, `copines sync` and `copines sources` through click, on SQLite."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import copines.deps as deps_module
+from copines.cli import main
+from copines.config import get_settings
+from copines.providers.embeddings import LocalEmbedder
+from tests.fakes.site import FakeSite
+from tests.knowledge.sources.test_web_sync import HOOKS, TUNNEL
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embedder: LocalEmbedder):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(deps_module, "build_embedder", lambda settings: embedder)
+    env = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'kb.db'}",
+        "COPINES_DATA_DIR": str(tmp_path),
+        "COPINES_FETCH_ALLOW_NETWORKS": "127.0.0.1/32",
+        "COPINES_FETCH_DELAY": "0",
+    }
+
+    def invoke(*args: str, extra: dict[str, str] | None = None):
+        get_settings.cache_clear()
+        try:
+            return CliRunner().invoke(main, list(args), env={**env, **(extra or {})})
+        finally:
+            get_settings.cache_clear()
+
+    return invoke
+
+
+def test_ingest_a_url_then_sync_it(cli):
+    with FakeSite() as site:
+        site.pages["/blog/instagram-hooks"] = HOOKS
+        site.pages["/blog/tunnel-de-vente"] = TUNNEL
+        site.sitemap = ["/blog/instagram-hooks", "/blog/tunnel-de-vente"]
+        page = f"{site.url}/blog/instagram-hooks"
+
+        result = cli("ingest", page, "--json")
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout.strip().splitlines()[-1])
+        assert report["totals"]["added"] == 1
+        assert report["sources"][0]["added_documents"] == [
+            f"127.0.0.1:{site.port}/blog/instagram-hooks"
+        ]
+
+        result = cli("ingest", f"{site.url}/sitemap.xml", "--owner", "shared")
+        assert result.exit_code == 0, result.output
+        assert "1 added, 1 updated" in result.stdout  # the page already known: now shared
+
+        docs = json.loads(cli("documents", "--json").stdout)
+        assert len(docs) == 2 and {d["owner"] for d in docs} == {"shared"}
+
+        site.pages["/blog/tunnel-de-vente"] = TUNNEL.replace("Cinq emails", "Six emails")
+        result = cli("sync", "--json")
+        assert result.exit_code == 0, result.output
+        totals = json.loads(result.stdout.strip().splitlines()[-1])["totals"]
+        assert (totals["updated"], totals["added"], totals["errors"]) == (1, 0, 0)
+
+        rows = json.loads(cli("sources", "--json").stdout)
+        assert {r["kind"] for r in rows} == {"page", "sitemap"}
+        assert all(r["last_status"] == "ok" and r["last_sync_at"] for r in rows)
+
+        site.sitemap_status = 500
+        result = cli("sync", f"{site.url}/sitemap.xml")
+        assert result.exit_code == 1
+        assert "sitemap unreadable: HTTP 500" in result.output
+        assert cli("sync", "nope").exit_code == 2
+
+
+def test_ingest_refuses_a_local_address_without_the_setting(cli):
+    result = cli("ingest", "http://169.254.169.254/latest/meta-data/")
+    assert result.exit_code == 1
+    assert "169.254.169.254 is a link-local address" in result.output
