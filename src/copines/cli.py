@@ -83,7 +83,7 @@ def ingest(
         )
         print_report(report, as_json)
         if len(urls) == len(paths):
-            sys.exit(exit_code(report))
+            sys.exit(exit_code(report, ingesting=True))
     files_given = [Path(p) for p in paths if not is_url(p)]
     if files_given:
         _ingest_files(tuple(files_given), owner, replace, as_json)

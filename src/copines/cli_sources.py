@@ -63,8 +63,13 @@ def print_report(report: SyncReport, as_json: bool) -> None:
             out.print(f"  [red]error[/] {line}", highlight=False, soft_wrap=True)
 
 
-def exit_code(report: SyncReport) -> int:
-    return 1 if any(s.failed for s in report.sources) else 0
+def exit_code(report: SyncReport, ingesting: bool = False) -> int:
+    """1 when a source could not be listed, or (ingesting) when a source gave nothing."""
+    for source in report.sources:
+        kept = source.added or source.updated or source.unchanged
+        if source.failed or (ingesting and source.errors and not kept):
+            return 1
+    return 0
 
 
 def register(main: click.Group) -> None:
