@@ -181,7 +181,7 @@ class Ingester:
         vectors = await self.embedder.embed(
             [chunk_embed_text(loaded.title, c.heading_path, c.text) for c in chunks]
         )
-        decision = await self._decide_owner(filename, owner, vectors, url)
+        decision = await self._decide_owner(filename, owner, vectors, url, loaded.owner)
         tags = self.experts[decision.owner].tags if decision.owner in self.experts else []
         record = DocumentRecord(
             filename=filename,
@@ -192,7 +192,7 @@ class Ingester:
             content_hash=digest,
             source_path=source_path,
             category=category,
-            url=url,
+            url=url if url is not None else loaded.url,
         )
         await self.store.save_document(record, chunks, vectors, self.embedder.id)
         return IngestResult(
@@ -204,10 +204,17 @@ class Ingester:
         )
 
     async def _decide_owner(
-        self, filename: str, owner: str, vectors, url: str | None = None
+        self,
+        filename: str,
+        owner: str,
+        vectors,
+        url: str | None = None,
+        declared: str | None = None,
     ) -> OwnerDecision:
         if owner != "auto":
             return OwnerDecision(owner, "chosen at ingestion", "explicit")
+        if declared is not None and (declared == SHARED or declared in self.experts):
+            return OwnerDecision(declared, "declared in the front matter", "front matter")
         by_url = self.tagger.by_url(url) if url else None
         return by_url or self.tagger.by_filename(filename) or await self.tagger.by_content(vectors)
 

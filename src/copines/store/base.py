@@ -28,7 +28,7 @@ class DocumentRecord:
     category: str | None = None
     priority: int = 1
     source_path: str | None = None
-    url: str | None = None  # the public page a document comes from, when it has one
+    url: str | None = None  # the document's public page, shown to visitors with its title
     id: int | None = None
     chunks: int = 0
     created_at: datetime | None = None
@@ -105,6 +105,7 @@ class Passage:
     dense_rank: int | None = None
     fused_score: float = 0.0
     score: float = 0.0
+    url: str | None = None  # the document's public page, when it has one
 
     def embed_text(self) -> str:
         return chunk_embed_text(self.title, self.heading_path, self.text)

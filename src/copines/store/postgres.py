@@ -450,7 +450,7 @@ class PostgresStore(
             return []
         select = (
             "SELECT c.id, c.document_id, d.filename, d.title, d.agent_owner, c.heading_path, "
-            "c.content, {score} AS dense FROM copines.document_chunks c "
+            "c.content, d.url, {score} AS dense FROM copines.document_chunks c "
             "JOIN copines.documents d ON d.id = c.document_id "
             "WHERE c.id = ANY(%(ids)s) AND d.agent_owner IN (%(expert)s, %(shared)s)"
         )
@@ -472,6 +472,7 @@ class PostgresStore(
                 owner=r["agent_owner"],
                 heading_path=r["heading_path"],
                 text=r["content"],
+                url=r["url"],
                 dense_score=float(r["dense"]),
             )
             for r in rows

@@ -50,7 +50,7 @@ JOURNAL_LIMIT_BYTES = 8 * 1024 * 1024
 LOG_BACKLOG_BYTES = 12 * 1024 * 1024
 
 PASSAGES_SQL = (
-    "SELECT c.id, c.document_id, d.filename, d.title, d.owner, c.heading_path, c.text "
+    "SELECT c.id, c.document_id, d.filename, d.title, d.owner, c.heading_path, c.text, d.url "
     "FROM chunks c JOIN documents d ON d.id = c.document_id "
     "WHERE c.id IN (SELECT value FROM json_each(?))"
 )
@@ -694,6 +694,7 @@ class SQLiteStore(SQLiteConversations, SQLiteSources, Store):
                     owner=r[4],
                     heading_path=r[5],
                     text=r[6],
+                    url=r[7],
                     dense_score=scores.get(r[0], 0.0),
                 )
                 for r in rows

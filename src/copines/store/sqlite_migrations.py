@@ -186,7 +186,7 @@ def m004_fulltext_prefixes(db: sqlite3.Connection) -> None:
 
 @migration
 def m005_document_url(db: sqlite3.Connection) -> None:
-    """The public address a document comes from (a web page, a Drive file, a Notion page)."""
+    """A document's public address (from its front matter, or the page it was read from)."""
     db.execute("ALTER TABLE documents ADD COLUMN url TEXT")
 
 
