@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -24,13 +25,15 @@ class ThreadedServer:
     name: str = "fake"
     requests: list[Seen] = field(default_factory=list)
     port: int = 0
+    ssl_context: Any = None  # an ssl.SSLContext: serve HTTPS
 
     def routes(self, app: web.Application) -> None:
         raise NotImplementedError
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def paths(self) -> list[str]:
         return [r.path for r in self.requests]
@@ -53,7 +56,7 @@ class ThreadedServer:
             self.routes(app)
             self._runner = web.AppRunner(app, access_log=None)
             self._loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.ssl_context)
             self._loop.run_until_complete(site.start())
             self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
             ready.set()

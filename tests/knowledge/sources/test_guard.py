@@ -174,3 +174,65 @@ async def test_an_unreachable_host_is_reported():
             await client.get(f"http://127.0.0.1:{port}/")
     finally:
         await client.aclose()
+
+
+def tls_pair(tmp_path, name: str):
+    """(server context, client context): a certificate for `name` and a client trusting it."""
+    import datetime
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert_file, key_file)
+    client = ssl.create_default_context(cafile=str(cert_file))
+    return server, client
+
+
+async def test_https_goes_to_the_checked_address_with_the_name_in_tls(tmp_path):
+    # The certificate names copines-site.test only: the connection goes to 127.0.0.1, and TLS
+    # (SNI, certificate check) still uses the name.
+    server_tls, client_tls = tls_pair(tmp_path, "copines-site.test")
+    with FakeSite(ssl_context=server_tls) as site:
+        site.pages["/blog/hooks"] = page("Hooks", ("Accroche", "Trois secondes."))
+        names = resolver(["127.0.0.1"])
+        client = Fetcher(
+            user_agent="copines-test/1.0",
+            guard=AddressGuard(["127.0.0.1/32"], resolver=names),
+            verify=client_tls,
+        )
+        try:
+            fetched = await client.get(f"https://copines-site.test:{site.port}/blog/hooks")
+            assert fetched.status == 200 and b"Trois secondes" in fetched.content
+            with pytest.raises(FetchError, match="certificate|hostname|CERTIFICATE"):
+                await client.get(f"https://other-name.test:{site.port}/blog/hooks")
+        finally:
+            await client.aclose()
+        assert names.calls == ["copines-site.test", "other-name.test"]

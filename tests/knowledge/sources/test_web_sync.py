@@ -111,6 +111,9 @@ async def test_a_site_is_synced_and_kept_in_sync(make_deps, tmp_path: Path):
             hooks_text = await chunk_texts(deps, hooks)
             assert "## Trois formules" in hooks_text.splitlines()  # headings kept for chunking
             assert "Mentions légales" not in hooks_text  # the main text only
+            found = await deps.retriever.search("carole", "un hook de reel en trois secondes")
+            assert found.passages and found.passages[0].filename == hooks
+            assert found.passages[0].url == f"{site.url}/blog/instagram-hooks"  # for the sources
             assert site.requests[0].headers["User-Agent"].startswith("copines-sync/")
 
             # Between two syncs: one page changed, one removed (gone from the sitemap, 404).

@@ -4,6 +4,7 @@ address it checked), a size cap while streaming, a deadline per request, a pace 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +54,7 @@ class Fetcher:
         max_redirects: int = 5,
         delay: float = 0.0,
         guard: AddressGuard | None = None,
+        verify: ssl.SSLContext | bool = True,
     ):
         self.user_agent = user_agent
         self.timeout = timeout
@@ -66,6 +68,11 @@ class Fetcher:
             follow_redirects=False,
             trust_env=False,
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            verify=verify,
+            # Guarded requests go to an address, with the name in Host and TLS: a pooled
+            # connection is keyed by the address only and would serve another name without its
+            # certificate being checked. Requests are paced anyway; reuse would gain little.
+            limits=httpx.Limits(max_keepalive_connections=0 if guard is not None else 20),
         )
 
     @classmethod
