@@ -206,3 +206,30 @@ async def test_a_crawl_stays_under_its_prefix_and_its_page_limit(make_deps, tmp_
                 [third] = (await sync.sync()).sources
         assert third.removed == [web_name(f"{site.url}/blog/horaires")]
         assert "/contact" not in site.paths()
+
+
+async def test_an_unreachable_source_does_not_stop_the_others(make_deps, tmp_path: Path):
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    with FakeSite() as site:
+        site.pages["/blog/instagram-hooks"] = HOOKS
+        sources = write_sources(
+            tmp_path,
+            "sources:\n"
+            f"  - name: down\n    sitemap: http://127.0.0.1:{closed}/sitemap.xml\n"
+            f"  - name: metadata\n    page: http://169.254.169.254/latest/meta-data/\n"
+            f"  - name: up\n    page: {site.url}/blog/instagram-hooks\n",
+        )
+        lines: list[str] = []
+        async with (
+            make_deps(**SETTINGS, sources_file=sources) as deps,
+            syncer(deps, lines) as sync,
+        ):
+            down, metadata, up = (await sync.sync()).sources
+        assert down.status == "failed" and "unreachable host" in down.errors[0]
+        assert metadata.status == "partial" and "is a link-local address" in metadata.errors[0]
+        assert up.status == "ok" and len(up.added) == 1
+        assert any(line.startswith("[down] failed, nothing removed: ") for line in lines)
