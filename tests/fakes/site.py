@@ -47,6 +47,7 @@ class FakeSite(ThreadedServer):
     robots: str = "User-agent: *\nDisallow: /private/\n"
     slow_seconds: float = 5.0
     etags: bool = True  # False: Last-Modified only (If-Modified-Since answers 304)
+    conditional: bool = True  # False: every page answers 200 whole, as some servers do
     huge_bytes: int = 3_000_000
     # Last-Modified per path: the time the page's text was last set.
     _versions: dict[str, tuple[str, str, str]] = field(default_factory=dict)
@@ -119,7 +120,9 @@ class FakeSite(ThreadedServer):
             return web.Response(status=404, text="introuvable")
         tag, modified = self._version(path)
         headers = {"Last-Modified": modified}
-        if self.etags:
+        if not self.conditional:
+            headers = {}
+        elif self.etags:
             headers["ETag"] = tag
             if request.headers.get("If-None-Match") == tag:
                 return web.Response(status=304, headers=headers)

@@ -42,7 +42,9 @@ def extract_page(html: bytes, url: str) -> Extracted | None:
     )
     if not text or not text.strip():
         return None
-    metadata = trafilatura.extract_metadata(html)
+    # `extensive=False`: no date search through dateparser (only the title is kept), whose
+    # first use in a process loads its language data for seconds.
+    metadata = trafilatura.extract_metadata(html, extensive=False)
     title = (metadata.title if metadata is not None else None) or ""
     if not title:
         heading = re.search(r"^#{1,6}\s+(.+)$", text, re.MULTILINE)
