@@ -13,6 +13,12 @@ import numpy as np
 # Closed console sessions live in the `meta` table under this prefix (one row each); the
 # range [REVOKED_PREFIX, REVOKED_END) selects them through the primary key.
 REVOKED_PREFIX, REVOKED_END = "admin_revoked:", "admin_revoked;"
+LEASE_PREFIX = "lease:"  # meta rows "lease:<name>" = "<expiry, epoch seconds, 0-padded>|<holder>"
+
+
+def lease_value(expires: float, holder: str) -> str:
+    """A lease as stored: its expiry first, padded, so that text order is time order."""
+    return f"{expires:017.3f}|{holder}"
 
 
 @dataclass
@@ -335,6 +341,15 @@ class Store(ABC):
     @abstractmethod
     async def delete_source_item(self, source_id: int, key: str) -> None:
         """Forget one item (its document is deleted separately)."""
+
+    @abstractmethod
+    async def claim_lease(self, name: str, holder: str, seconds: float) -> bool:
+        """Take (or extend) the lease `name` for `seconds` unless another holder has it: one
+        process at a time runs the sync. Released by `release_lease`, or when it expires."""
+
+    @abstractmethod
+    async def release_lease(self, name: str, holder: str) -> None:
+        """Give the lease back (only its holder can)."""
 
     @abstractmethod
     async def all_chunks(self) -> list[StoredChunk]:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from copines.store.base import SourceItem, SourceRecord
+from copines.store.base import LEASE_PREFIX, SourceItem, SourceRecord, lease_value
 from copines.store.postgres_conversations import _json, _utc
 
 
@@ -105,6 +106,29 @@ class SourcesMixin:
             await conn.execute(
                 "DELETE FROM copines.source_items WHERE source_id = %s AND key = %s",
                 (source_id, key),
+            )
+
+    async def claim_lease(self, name: str, holder: str, seconds: float) -> bool:
+        now = time.time()
+        async with self._conn() as conn:
+            cursor = await conn.execute(
+                "INSERT INTO copines.meta AS m (key, value) VALUES (%s, %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value "
+                "WHERE m.value < %s OR split_part(m.value, '|', 2) = %s",
+                (
+                    LEASE_PREFIX + name,
+                    lease_value(now + seconds, holder),
+                    lease_value(now, ""),
+                    holder,
+                ),
+            )
+            return cursor.rowcount == 1
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        async with self._conn() as conn:
+            await conn.execute(
+                "DELETE FROM copines.meta WHERE key = %s AND split_part(value, '|', 2) = %s",
+                (LEASE_PREFIX + name, holder),
             )
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 
-from copines.store.base import SourceItem, SourceRecord
+from copines.store.base import LEASE_PREFIX, SourceItem, SourceRecord, lease_value
 from copines.store.sqlite_conversations import _dt, _now
 
 
@@ -137,6 +138,36 @@ class SQLiteSources:
             with self._tx(db):
                 db.execute(
                     "DELETE FROM source_items WHERE source_id = ? AND key = ?", (source_id, key)
+                )
+
+        await self._run(write)
+
+    async def claim_lease(self, name: str, holder: str, seconds: float) -> bool:
+        now = time.time()
+
+        def write(db: sqlite3.Connection) -> bool:
+            with self._tx(db):
+                cursor = db.execute(
+                    "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+                    "SET value = excluded.value WHERE meta.value < ? "
+                    "OR substr(meta.value, instr(meta.value, '|') + 1) = ?",
+                    (
+                        LEASE_PREFIX + name,
+                        lease_value(now + seconds, holder),
+                        lease_value(now, ""),
+                        holder,
+                    ),
+                )
+                return cursor.rowcount == 1
+
+        return await self._run(write)
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            with self._tx(db):
+                db.execute(
+                    "DELETE FROM meta WHERE key = ? AND substr(value, instr(value, '|') + 1) = ?",
+                    (LEASE_PREFIX + name, holder),
                 )
 
         await self._run(write)

@@ -37,3 +37,23 @@ async def test_the_interval_sync_is_off_by_default_and_runs_when_set(make_deps, 
             assert service.last_report is not None
             assert service.last_report.totals()["added"] == 1
             assert (await deps.store.list_sources())[0].last_status == "ok"
+
+
+async def test_one_process_at_a_time_holds_the_sync_lease(make_deps, tmp_path: Path):
+    async with make_deps(**LOCAL) as deps:
+        store = deps.store
+        assert await store.claim_lease("sync", "worker-a", 60)
+        assert await store.claim_lease("sync", "worker-a", 60)  # its holder extends it
+        assert not await store.claim_lease("sync", "worker-b", 60)
+        await store.release_lease("sync", "worker-b")  # not its lease: nothing happens
+        assert not await store.claim_lease("sync", "worker-b", 60)
+        await store.release_lease("sync", "worker-a")
+        assert await store.claim_lease("sync", "worker-b", 0.2)
+        await asyncio.sleep(0.3)  # expired: free again
+        assert await store.claim_lease("sync", "worker-a", 60)
+
+        busy = SyncService(deps)
+        assert await busy.run_once() is None
+        assert "another process" in busy.last_error
+        await store.release_lease("sync", "worker-a")
+        assert (await busy.run_once()) is not None and busy.last_error == ""

@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
+import uuid
 from typing import TYPE_CHECKING
 
 from copines.errors import CopinesError
@@ -15,6 +18,8 @@ if TYPE_CHECKING:
     from copines.deps import Deps
 
 log = logging.getLogger("copines.sync")
+# How long a sync may hold the lease if its process dies mid-way (a finished sync releases it).
+LEASE_SECONDS = 3600.0
 
 
 class SyncService:
@@ -26,6 +31,7 @@ class SyncService:
         self._loop_task: asyncio.Task | None = None
         self.last_report: SyncReport | None = None
         self.last_error: str = ""
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     @property
     def running(self) -> bool:
@@ -44,7 +50,12 @@ class SyncService:
         return True
 
     async def run_once(self) -> SyncReport | None:
+        """One sync, unless another process of the service holds the sync lease."""
         async with self._lock:
+            if not await self.deps.store.claim_lease("sync", self.holder, LEASE_SECONDS):
+                self.last_error = "another process of the service is syncing; try again later"
+                log.info("sync skipped: %s", self.last_error)
+                return None
             syncer = Syncer(self.deps, say=log.info)
             try:
                 self.last_report = await syncer.sync()
@@ -55,6 +66,7 @@ class SyncService:
                 log.error("sync failed: %s", exc)
             finally:
                 await syncer.aclose()
+                await self.deps.store.release_lease("sync", self.holder)
             return self.last_report
 
     async def _every_interval(self) -> None:
