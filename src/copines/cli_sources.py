@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 
 from copines.deps import Deps
-from copines.errors import InputError
+from copines.errors import InputError, StoreBusyError
+from copines.knowledge.sources.service import LEASE_SECONDS
 from copines.knowledge.sources.sync import Syncer, SyncReport
 from copines.store.base import SourceRecord
 
@@ -82,11 +84,15 @@ def register(main: click.Group) -> None:
         """Revisit every source (or those named): re-ingest what changed, remove what is gone."""
 
         async def job(deps: Deps) -> SyncReport:
+            holder = f"cli:{os.getpid()}"
+            if not await deps.store.claim_lease("sync", holder, LEASE_SECONDS):
+                raise StoreBusyError("another process is syncing the sources; try again later")
             syncer = Syncer(deps, say=lambda line: console.print(line, highlight=False))
             try:
                 return await syncer.sync(list(names) or None)
             finally:
                 await syncer.aclose()
+                await deps.store.release_lease("sync", holder)
 
         report = run(job)
         print_report(report, as_json)

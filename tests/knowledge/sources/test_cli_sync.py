@@ -80,3 +80,19 @@ def test_ingest_refuses_a_local_address_without_the_setting(cli):
     result = cli("ingest", "http://169.254.169.254/latest/meta-data/")
     assert result.exit_code == 1
     assert "169.254.169.254 is a link-local address" in result.output
+
+
+def test_sync_waits_its_turn(cli, tmp_path: Path):
+    import asyncio
+
+    from copines.store.sqlite import SQLiteStore
+
+    assert cli("sources").exit_code == 0  # creates the database
+
+    async def hold() -> None:
+        async with SQLiteStore(tmp_path / "kb.db") as store:
+            assert await store.claim_lease("sync", "serve-worker", 60)
+
+    asyncio.run(hold())
+    result = cli("sync")
+    assert result.exit_code == 2 and "another process is syncing" in result.output
