@@ -131,3 +131,14 @@ async def test_a_refused_service_account_or_listing_removes_nothing(
         assert "token endpoint refused the service account" in refused.errors[0]
         assert drive.refused == ["invalid JWT signature"]
         assert {d.filename for d in await deps.store.list_documents()} == kept
+
+
+async def test_a_folder_id_cannot_reach_into_the_drive_query(make_deps, tmp_path: Path, drive):
+    settings = settings_for(drive, tmp_path)
+    settings["sources_file"].write_text(
+        "sources:\n  - name: sneaky\n    drive_folder: \"folder1' or 'root\"\n"
+    )
+    async with make_deps(**settings) as deps, syncer(deps) as sync:
+        [report] = (await sync.sync()).sources
+    assert report.status == "failed" and "is not a Drive folder id" in report.errors[0]
+    assert [r for r in drive.requests if r.path == "/drive/v3/files"] == []

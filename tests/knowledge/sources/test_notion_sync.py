@@ -128,3 +128,20 @@ async def test_a_wrong_token_is_reported(make_deps, tmp_path: Path, notion):
     assert (
         "HTTP 401 unauthorized" in report.errors[0] and "API token is invalid" in report.errors[0]
     )
+
+
+async def test_a_new_owner_for_the_source_applies_to_unchanged_pages(
+    make_deps, tmp_path: Path, notion
+):
+    settings = settings_for(notion, tmp_path)
+    async with make_deps(**settings) as deps:
+        async with syncer(deps) as sync:
+            await sync.sync()
+        settings["sources_file"].write_text(
+            "sources:\n  - name: notion-carole\n    notion_database: db1\n    owner: audrey\n"
+        )
+        async with syncer(deps) as sync:
+            [again] = (await sync.sync()).sources
+        assert again.unchanged == 3 and again.updated == []
+        docs = await deps.store.list_documents()
+        assert {(d.owner, d.owner_reason) for d in docs} == {("audrey", "chosen for the source")}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,8 @@ READABLE = {
 }
 FIELDS = "nextPageToken, files(id, name, mimeType, modifiedTime, webViewLink, md5Checksum)"
 MAX_DEPTH = 5
+# Drive ids go inside the files.list query ("'<id>' in parents"): nothing else may.
+DRIVE_ID = re.compile(r"[A-Za-z0-9_-]{1,200}")
 
 
 @dataclass
@@ -141,6 +144,11 @@ class DriveClient:
         Raises:
             FetchError: any page of the listing failed (the listing is then incomplete).
         """
+        if not DRIVE_ID.fullmatch(folder_id):
+            raise ConfigError(
+                f"'{folder_id}' is not a Drive folder id: take the last part of the folder's "
+                "address (letters, digits, - and _)"
+            )
         files: list[DriveFile] = []
         folders = [(folder_id, "", 0)]
         while folders:

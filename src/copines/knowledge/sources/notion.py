@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from copines.config import Settings
 from copines.errors import ConfigError
@@ -134,7 +135,7 @@ class NotionClient:
                     payload["start_cursor"] = cursor
                 page = await self._call("POST", path, payload)
             else:
-                query = "?page_size=100" + (f"&start_cursor={cursor}" if cursor else "")
+                query = "?page_size=100" + (f"&start_cursor={quote(cursor)}" if cursor else "")
                 page = await self._call("GET", path + query)
             results += page.get("results", [])
             cursor = page.get("next_cursor")
@@ -148,14 +149,14 @@ class NotionClient:
             FetchError: any page of the listing failed (the listing is then incomplete).
         """
         if kind == "database":
-            raw = await self._paged("POST", f"/v1/databases/{target}/query")
+            raw = await self._paged("POST", f"/v1/databases/{quote(target, safe='')}/query")
         elif kind == "search":
             body: dict[str, Any] = {"filter": {"property": "object", "value": "page"}}
             if target and target != "*":
                 body["query"] = target
             raw = await self._paged("POST", "/v1/search", body)
         else:
-            raw = [await self._call("GET", f"/v1/pages/{target}")]
+            raw = [await self._call("GET", f"/v1/pages/{quote(target, safe='')}")]
         return [as_page(r) for r in raw if r.get("object") == "page"]
 
     async def markdown(self, page: NotionPage) -> str:
@@ -165,7 +166,8 @@ class NotionClient:
         return "\n\n".join(line for line in lines if line.strip())
 
     async def _blocks(self, block_id: str, depth: int, lines: list[str]) -> None:
-        for block in await self._paged("GET", f"/v1/blocks/{block_id}/children"):
+        path = f"/v1/blocks/{quote(block_id, safe='')}/children"
+        for block in await self._paged("GET", path):
             line = block_markdown(block, depth)
             if line is not None:
                 lines.append(line)

@@ -108,9 +108,18 @@ class SourceRun:
         self.report.refused.append(line)
         self._line(f"refused: {line}")
 
-    def unchanged(self, key: str) -> None:
+    async def unchanged(self, key: str) -> None:
+        """An item the source says has not changed; an owner newly chosen for the source
+        still applies to it."""
         self.seen.add(key)
         self.report.unchanged += 1
+        owner = self.source.owner
+        item = self.known.get(key)
+        if owner != "auto" and item is not None:
+            document = await self.store.get_document(item.filename)
+            if document is not None and document.owner != owner:
+                await self.store.set_owner(item.filename, owner, "chosen for the source")
+                self._line(f"{item.filename}: owner now {owner}")
 
     async def filename_for(self, key: str, wanted: str, url: str | None) -> str:
         """The document name of an item: the one it has, else `wanted`, shared with another

@@ -199,7 +199,7 @@ class Syncer:
             run.error(str(exc), url)
             return known_links
         if fetched.status == 304 and known:
-            run.unchanged(url)
+            await run.unchanged(url)
             return known_links
         if fetched.status in (404, 410):
             if known:
@@ -242,7 +242,7 @@ class Syncer:
                 continue  # images, sheets, videos: nothing to read
             known = run.known.get(file.id)
             if known and known.version == file.modified_time and file.modified_time:
-                run.unchanged(file.id)
+                await run.unchanged(file.id)
                 continue
             try:
                 data, suffix = await drive.content(file)
@@ -272,7 +272,7 @@ class Syncer:
                 continue  # in the trash: removed below if it was known
             known = run.known.get(page.id)
             if known and known.version == page.last_edited_time and page.last_edited_time:
-                run.unchanged(page.id)
+                await run.unchanged(page.id)
                 continue
             try:
                 text = await notion.markdown(page)
