@@ -78,7 +78,9 @@ def ingest(
         sources = [url_source(u, kind, prefix, max_pages, owner) for u in urls]
         report = run(
             lambda deps: ingest_urls(
-                deps, sources, lambda line: console.print(line, highlight=False)
+                deps,
+                sources,
+                lambda line: console.print(line, highlight=False, markup=False, soft_wrap=True),
             )
         )
         print_report(report, as_json)

@@ -87,7 +87,10 @@ def register(main: click.Group) -> None:
             holder = f"cli:{os.getpid()}"
             if not await deps.store.claim_lease("sync", holder, LEASE_SECONDS):
                 raise StoreBusyError("another process is syncing the sources; try again later")
-            syncer = Syncer(deps, say=lambda line: console.print(line, highlight=False))
+            syncer = Syncer(
+                deps,
+                say=lambda line: console.print(line, highlight=False, markup=False, soft_wrap=True),
+            )
             try:
                 return await syncer.sync(list(names) or None)
             finally:
@@ -98,10 +101,13 @@ def register(main: click.Group) -> None:
         print_report(report, as_json)
         sys.exit(exit_code(report))
 
-    @main.command()
+    @main.group(invoke_without_command=True)
     @click.option("--json", "as_json", is_flag=True, help="print the sources as JSON")
-    def sources(as_json: bool) -> None:
-        """List the sources with their last sync, counts and errors."""
+    @click.pass_context
+    def sources(ctx: click.Context, as_json: bool) -> None:
+        """List the sources with their last sync, counts and errors (subcommand: remove)."""
+        if ctx.invoked_subcommand is not None:
+            return
 
         async def job(deps: Deps) -> list[SourceRecord]:
             await Syncer(deps).register_file_sources()
@@ -133,3 +139,21 @@ def register(main: click.Group) -> None:
                 highlight=False,
                 soft_wrap=True,
             )
+
+    @sources.command("remove")
+    @click.argument("name")
+    def remove_source(name: str) -> None:
+        """Stop syncing a source and delete the documents it made."""
+
+        async def job(deps: Deps) -> list[str]:
+            syncer = Syncer(
+                deps,
+                say=lambda line: console.print(line, highlight=False, markup=False, soft_wrap=True),
+            )
+            try:
+                return await syncer.remove_source(name)
+            finally:
+                await syncer.aclose()
+
+        removed = run(job)
+        out.print(f"source '{name}' removed, with {len(removed)} documents", highlight=False)

@@ -325,6 +325,10 @@ class Store(ABC):
         """Every source, by name, with its last sync and how many documents it holds."""
 
     @abstractmethod
+    async def delete_source(self, source_id: int) -> None:
+        """Forget a source and its items' state (their documents are deleted separately)."""
+
+    @abstractmethod
     async def record_sync(
         self, source_id: int, status: str, counts: dict[str, int], errors: list[str]
     ) -> None:

@@ -44,6 +44,10 @@ class SourcesMixin:
             ).fetchall()
         return [_source(r) for r in rows]
 
+    async def delete_source(self, source_id: int) -> None:
+        async with self._conn() as conn:
+            await conn.execute("DELETE FROM copines.sources WHERE id = %s", (source_id,))
+
     async def record_sync(
         self, source_id: int, status: str, counts: dict[str, int], errors: list[str]
     ) -> None:

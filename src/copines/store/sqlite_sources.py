@@ -70,6 +70,14 @@ class SQLiteSources:
 
         return await self._run(read)
 
+    async def delete_source(self, source_id: int) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            with self._tx(db):
+                db.execute("DELETE FROM source_items WHERE source_id = ?", (source_id,))
+                db.execute("DELETE FROM sources WHERE id = ?", (source_id,))
+
+        await self._run(write)
+
     async def record_sync(
         self, source_id: int, status: str, counts: dict[str, int], errors: list[str]
     ) -> None:

@@ -75,6 +75,33 @@ def test_ingest_a_url_then_sync_it(cli):
         assert "sitemap unreadable: HTTP 500" in result.output
         assert cli("sync", "nope").exit_code == 2
 
+        # Removing a source deletes the documents no other source keeps.
+        result = cli("sources", "remove", page)
+        assert result.exit_code == 0 and "with 0 documents" in result.output
+        assert len(json.loads(cli("documents", "--json").stdout)) == 2
+        result = cli("sources", "remove", f"{site.url}/sitemap.xml")
+        assert result.exit_code == 0 and "with 2 documents" in result.output
+        assert json.loads(cli("documents", "--json").stdout) == []
+        assert json.loads(cli("sources", "--json").stdout) == []
+        assert cli("sources", "remove", "nope").exit_code == 2
+
+
+def test_a_source_taken_out_of_the_file_is_no_longer_synced(cli, tmp_path: Path):
+    with FakeSite() as site:
+        site.pages["/blog/instagram-hooks"] = HOOKS
+        sources = tmp_path / "sources.yaml"
+        sources.write_text(
+            f"sources:\n  - name: hooks\n    page: {site.url}/blog/instagram-hooks\n"
+        )
+        assert cli("sync").exit_code == 0
+        sources.write_text("sources: []\n")
+        before = len(site.requests)
+        result = cli("sync")
+        assert result.exit_code == 0
+        assert "[hooks] no longer in sources.yaml: not synced" in result.output
+        assert len(site.requests) == before
+        assert len(json.loads(cli("documents", "--json").stdout)) == 1  # kept until removed
+
 
 def test_ingest_refuses_a_local_address_without_the_setting(cli):
     result = cli("ingest", "http://169.254.169.254/latest/meta-data/")

@@ -201,10 +201,12 @@ class SourceRun:
         self.seen.discard(key)
         if item is None:
             return
-        if not await self._held_elsewhere(item.filename):
-            with contextlib.suppress(NotFoundError):  # deleted by hand in the meantime
-                await self.store.delete_document(item.filename)
         await self.store.delete_source_item(self.source_id, key)
+        if await self._held_elsewhere(item.filename):
+            self._line(f"left {item.filename} to the other source that keeps it ({why})")
+            return
+        with contextlib.suppress(NotFoundError):  # deleted by hand in the meantime
+            await self.store.delete_document(item.filename)
         self.report.removed.append(item.filename)
         self._line(f"removed {item.filename} ({why})")
 

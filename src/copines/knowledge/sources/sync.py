@@ -16,7 +16,7 @@ from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from copines.errors import ConfigError, InputError
+from copines.errors import ConfigError, InputError, NotFoundError
 from copines.knowledge.loaders import LoadedDocument, load_document
 from copines.knowledge.sources.config import read_sources_file
 from copines.knowledge.sources.drive import READABLE, DriveClient
@@ -98,9 +98,18 @@ class Syncer:
         return record
 
     async def sync(self, names: list[str] | None = None) -> SyncReport:
-        """Sync every source (or those named), one after the other."""
-        await self.register_file_sources()
-        sources = await self.store.list_sources()
+        """Sync every source (or those named), one after the other. A source taken out of
+        sources.yaml is no longer synced; its documents stay until `copines sources remove`."""
+        in_file = {r.name for r in await self.register_file_sources()}
+        sources = []
+        for source in await self.store.list_sources():
+            if source.origin == "file" and source.name not in in_file:
+                self.say(
+                    f"[{source.name}] no longer in sources.yaml: not synced; "
+                    f"`copines sources remove '{source.name}'` deletes it and its documents"
+                )
+            else:
+                sources.append(source)
         if names:
             unknown = sorted(set(names) - {s.name for s in sources})
             if unknown:
@@ -110,6 +119,23 @@ class Syncer:
         for source in sources:
             report.sources.append(await self.sync_source(source))
         return report
+
+    async def remove_source(self, name: str) -> list[str]:
+        """Delete a source and the documents it made (those no other source keeps).
+
+        Raises:
+            NotFoundError: no source of that name.
+        """
+        found = [s for s in await self.store.list_sources() if s.name == name]
+        if not found:
+            raise NotFoundError(f"no source named '{name}'; see `copines sources`")
+        source = found[0]
+        assert source.id is not None
+        run = SourceRun(self.store, self.deps.ingester(), source, {}, self.say)
+        run.known = {i.key: i for i in await self.store.source_items(source.id)}
+        await run.remove_unseen("its source was removed")
+        await self.store.delete_source(source.id)
+        return run.report.removed
 
     async def sync_source(self, source: SourceRecord) -> SourceReport:
         assert source.id is not None
