@@ -233,3 +233,23 @@ async def test_an_unreachable_source_does_not_stop_the_others(make_deps, tmp_pat
         assert metadata.status == "partial" and "is a link-local address" in metadata.errors[0]
         assert up.status == "ok" and len(up.added) == 1
         assert any(line.startswith("[down] failed, nothing removed: ") for line in lines)
+
+
+async def test_a_crawl_whose_start_page_fails_removes_nothing(make_deps, tmp_path: Path):
+    from copines.store.base import SourceRecord
+
+    with FakeSite() as site:
+        site.pages["/blog/"] = page(
+            "Le blog",
+            ("Articles", "Nos articles de la semaine pour les praticiennes."),
+            links=["/blog/instagram-hooks"],
+        )
+        site.pages["/blog/instagram-hooks"] = HOOKS
+        async with make_deps(**SETTINGS) as deps, syncer(deps) as sync:
+            await sync.add_source(SourceRecord("blog", "crawl", f"{site.url}/blog/"))
+            [first] = (await sync.sync()).sources
+            assert len(first.added) == 2
+            del site.pages["/blog/"]  # the index answers 404 for a while
+            [second] = (await sync.sync()).sources
+            assert second.removed == [web_name(f"{site.url}/blog/")]
+            assert await deps.store.get_document(web_name(f"{site.url}/blog/instagram-hooks"))

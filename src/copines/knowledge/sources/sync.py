@@ -191,7 +191,8 @@ class Syncer:
         self, run: SourceRun, robots: Robots, start: str, prefix: str, limit: int
     ) -> bool:
         """Breadth first from `start`, following links under `prefix` (default: the start
-        page's folder); True when every page was reached within the limit."""
+        page's folder); True when every page was reached within the limit from a start page
+        that answered (a failing start page lists nothing, so nothing may be removed)."""
         prefix = prefix or start.rsplit("/", 1)[0] + "/"
         queue, queued, visited = deque([start]), {start}, 0
         while queue:
@@ -203,7 +204,7 @@ class Syncer:
                 if link.startswith(prefix) and link not in queued:
                     queued.add(link)
                     queue.append(link)
-        return True
+        return start in run.seen
 
     async def _visit(
         self, run: SourceRun, robots: Robots, url: str, want_links: bool = False
