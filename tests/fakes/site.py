@@ -69,6 +69,7 @@ class FakeSite(ThreadedServer):
         app.router.add_get("/loop-a", redirect("/loop-b"))
         app.router.add_get("/loop-b", redirect("/loop-a"))
         app.router.add_get("/to-metadata", redirect("http://169.254.169.254/latest/meta-data/"))
+        app.router.add_get("/blog/moved", redirect("/private/notes"))
         app.router.add_get("/brochure.pdf", self.pdf)
         app.router.add_get("/huge", self.huge)
         app.router.add_get("/slow", self.slow)

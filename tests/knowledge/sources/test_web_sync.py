@@ -45,7 +45,7 @@ OLD = page(
         "messages reprennent ensuite dans les quarante-huit heures ouvrées.",
     ),
 )
-BAD_PATHS = ["/missing", "/loop-a", "/brochure.pdf", "/huge", "/slow"]
+BAD_PATHS = ["/missing", "/loop-a", "/brochure.pdf", "/huge", "/slow", "/blog/moved"]
 SETTINGS = {**LOCAL, "fetch_timeout": 1.0, "fetch_max_bytes": 1_000_000}
 
 
@@ -93,11 +93,12 @@ async def test_a_site_is_synced_and_kept_in_sync(make_deps, tmp_path: Path):
             assert first.refused == [f"by robots.txt: {site.url}/private/notes"]
             assert "/private/notes" not in site.paths()
             errors = "\n".join(first.errors)
-            assert len(first.errors) == 5, errors
+            assert len(first.errors) == 6, errors
             assert f"HTTP 404 not found: {site.url}/missing" in errors
             assert "redirect loop" in errors
             assert "not an HTML page (application/pdf)" in errors
             assert "too large" in errors and "timed out after 1 s" in errors
+            assert f"refused by robots.txt: {site.url}/private/notes (redirected from" in errors
             assert first.status == "partial"
             assert any("error: redirect loop" in line for line in lines)  # the console's lines
 
@@ -127,7 +128,7 @@ async def test_a_site_is_synced_and_kept_in_sync(make_deps, tmp_path: Path):
             assert second.updated == [tunnel]
             assert second.removed == [old]
             assert second.added == [] and second.unchanged == 1
-            assert len(second.errors) == 5
+            assert len(second.errors) == 6
             assert await deps.store.get_document(old) is None
             text = await chunk_texts(deps, tunnel)
             assert "Sept emails sur quatorze jours" in text and "Cinq emails" not in text

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin
@@ -117,8 +118,10 @@ class Fetcher:
         headers: dict[str, str] | None = None,
         json: Any = None,
         data: dict[str, str] | None = None,
+        may_follow: Callable[[str], Awaitable[bool]] | None = None,
     ) -> Fetched:
-        """Send a request and read its answer whole; redirects followed, each hop checked.
+        """Send a request and read its answer whole; redirects followed, each hop checked
+        (by the address guard, and by `may_follow` when given: robots.txt for pages).
 
         Raises:
             FetchError: refused address, unreachable host, timeout, redirect loop, too large.
@@ -127,6 +130,8 @@ class Fetcher:
         for _hop in range(self.max_redirects + 1):
             if url in seen:
                 raise FetchError(f"redirect loop: {' -> '.join([*seen, url])}")
+            if seen and may_follow is not None and not await may_follow(url):
+                raise FetchError(f"refused by robots.txt: {url} (redirected from {seen[0]})")
             seen.append(url)
             answer = await self._once(method, url, headers, json, data)
             location = answer.headers.get("location")
@@ -137,8 +142,13 @@ class Fetcher:
                 method, json, data = "GET", None, None
         raise FetchError(f"too many redirects (more than {self.max_redirects}) from {seen[0]}")
 
-    async def get(self, url: str, headers: dict[str, str] | None = None) -> Fetched:
-        return await self.request("GET", url, headers=headers)
+    async def get(
+        self,
+        url: str,
+        headers: dict[str, str] | None = None,
+        may_follow: Callable[[str], Awaitable[bool]] | None = None,
+    ) -> Fetched:
+        return await self.request("GET", url, headers=headers, may_follow=may_follow)
 
     async def _once(
         self,

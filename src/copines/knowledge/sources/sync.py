@@ -221,7 +221,7 @@ class Syncer:
         if known and known.last_modified:
             headers["If-Modified-Since"] = known.last_modified
         try:
-            fetched = await self.web.get(url, headers=headers)
+            fetched = await self.web.get(url, headers=headers, may_follow=robots.allowed)
         except FetchError as exc:
             run.error(str(exc), url)
             return known_links
