@@ -179,6 +179,7 @@ SHOTS = [
     ("conversation", None),  # its conversation, details open
     ("knowledge", "/admin/knowledge?expert=carole&q=Combien+de+reels+par+semaine+%3F"),
     ("gaps", "/admin/gaps"),
+    ("sources", "/admin/sources"),
     ("analytics", "/admin/analytics?since={since}"),
 ]
 

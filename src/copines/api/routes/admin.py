@@ -24,7 +24,7 @@ from copines.admin.auth import (
 )
 from copines.admin.markers import markers_of
 from copines.admin.turns import read_turns
-from copines.api.routes import admin_insights, admin_knowledge, admin_privacy
+from copines.api.routes import admin_insights, admin_knowledge, admin_privacy, admin_sources
 from copines.api.routes.admin_common import (
     AUTHOR_COOKIE,
     MAX_AUTHOR_CHARS,
@@ -341,3 +341,4 @@ async def list_escalations_json(deps: DepsDep, session: ApiSession, status: str 
 router.include_router(admin_insights.router)
 router.include_router(admin_knowledge.router)
 router.include_router(admin_privacy.router)
+router.include_router(admin_sources.router)
