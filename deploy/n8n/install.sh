@@ -5,8 +5,9 @@
 # Two things keep a plain `npm install n8n` from working on a machine that reaches only the
 # registry: a dependency's native build (the Kafka node's librdkafka) downloads its sources from
 # elsewhere, so install scripts are skipped; and SQLite, the one native module n8n needs here, is
-# then built from source against the local Node.js headers. Older n8n releases also fetched `xlsx`
-# from outside the registry: the override maps it to the registry's build.
+# then built from source against the local Node.js headers. n8n's nodes fetch `xlsx` from outside
+# the registry: the override maps it to the registry's build. 2.8.4 is the last release that runs
+# on Node.js 20.
 set -euo pipefail
 
 N8N_VERSION="${N8N_VERSION:-2.8.4}"
