@@ -110,6 +110,26 @@ class Settings(BaseSettings):
     max_message_chars: int = 2000
     max_answer_words: int = 300
     escalation_webhook: str | None = None
+    # Email: replies of the team to visitors who left an address, and each new hand-off to the
+    # team (smtp://user:password@host:port, or smtps:// for implicit TLS; starttls by default
+    # on port 587). Without it, nothing is sent by email.
+    smtp_url: SecretStr | None = None
+    smtp_from: str = "L'Agence des Copines <bonjour@lagencedescopines.com>"
+    smtp_timeout: float = 10.0
+    team_email: str | None = None  # who is told of each new hand-off
+    console_url: str = "http://localhost:8000/admin"  # the console, as the team reaches it
+    # Where a reply's link reopens the conversation: a page of the site that embeds the widget.
+    site_url: str = "http://localhost:8000/"
+    reply_link_days: int = 30  # how long that link opens the conversation
+    # Privacy: the agency's policy (linked from the widget), how long conversations are kept
+    # after their last message, how often `copines serve` purges older ones, and the key of
+    # the hash that replaces visitors' IP addresses (derived from the admin token when unset).
+    privacy_url: str = "https://lagencedescopines.com/confidentialite"
+    retention_days: int = 365
+    purge_interval_hours: float = 24.0
+    ip_hash_key: SecretStr | None = None
+    link_secret: SecretStr | None = None  # signs reply links; derived from the admin token too
+    assistant_name: str = "Lou"  # signs the automatic messages (hand-offs), labelled "assistante"
     log_message_text: bool = False
     # Local router: the lead the best expert needs to decide without the orchestrator, and the
     # lead another expert needs to take over a conversation from the previous one.

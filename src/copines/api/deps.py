@@ -11,6 +11,7 @@ from copines.api.metrics import Metrics
 from copines.api.ratelimit import ChatLimits
 from copines.config import Settings
 from copines.deps import Deps
+from copines.privacy import hash_ip
 
 if TYPE_CHECKING:
     from copines.turn import TurnRunner
@@ -55,11 +56,10 @@ def _within(address: str, networks: list[str]) -> bool:
     return any(ip in ipaddress.ip_network(net, strict=False) for net in networks)
 
 
-async def client_ip(request: Request) -> str:
+def visitor_address(request: Request, settings: Settings) -> str:
     """The visitor's address. A call from one of the n8n instances in front of the API
     (COPINES_N8N_ADDRESSES) carries it in X-Copines-Visitor-IP; the header is ignored from
     anyone else, so a visitor cannot choose her own rate-limit key."""
-    settings: Settings = request.app.state.settings
     caller = _caller(request, settings)
     if settings.n8n_addresses and _within(caller, settings.n8n_addresses):
         forwarded = request.headers.get("x-copines-visitor-ip", "").strip()
@@ -68,6 +68,12 @@ async def client_ip(request: Request) -> str:
         except ValueError:
             pass
     return caller
+
+
+async def client_ip(request: Request) -> str:
+    """The visitor's address as it may be kept (rate-limit keys): a keyed hash, never in clear."""
+    settings: Settings = request.app.state.settings
+    return hash_ip(settings, visitor_address(request, settings))
 
 
 DepsDep = Annotated[Deps, Depends(get_deps)]

@@ -131,6 +131,7 @@ class Conversation:
     updated_at: datetime
     expert: str | None = None
     messages: int = 0
+    email: str | None = None  # given by the visitor to be told of the team's replies
 
 
 @dataclass
@@ -168,6 +169,7 @@ class Escalation:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    merged: bool = False  # set by `add_escalation` when it updated the conversation's open one
 
 
 @dataclass
@@ -194,6 +196,7 @@ def conversation_from_row(row: Mapping[str, Any], when: When) -> Conversation:
         created_at=when(row["created_at"]),
         updated_at=when(row["updated_at"]),
         messages=row["messages"],
+        email=row["email"],
     )
 
 
@@ -429,10 +432,29 @@ class Store(ABC):
     ) -> list[Conversation]:
         """Conversations, most recently active first."""
 
+    @abstractmethod
+    async def set_conversation_email(self, conversation_id: str, email: str | None) -> None:
+        """Remember (or forget, with None) where the visitor wants the team's replies."""
+
+    @abstractmethod
+    async def conversations_by_email(self, email: str) -> list[Conversation]:
+        """The conversations whose visitor left this address (case-insensitive)."""
+
+    @abstractmethod
+    async def delete_conversation(self, conversation_id: str) -> bool:
+        """Delete a conversation with its messages, escalations and feedback; False if absent."""
+
+    @abstractmethod
+    async def purge_conversations(self, before: datetime) -> int:
+        """Delete every conversation whose last activity is older than `before`; returns how
+        many were deleted."""
+
     # Escalations and feedback --------------------------------------------------------
     @abstractmethod
     async def add_escalation(self, escalation: Escalation) -> int:
-        """Record a hand-off to a human; returns its id."""
+        """Record a hand-off to a human; returns its id. A conversation has at most one open
+        escalation: a later hand-off updates it (reason, brief, message, meta with a count of
+        `handoffs`) and sets `escalation.merged`."""
 
     @abstractmethod
     async def list_escalations(self, status: str | None = "open") -> list[Escalation]:
@@ -444,7 +466,8 @@ class Store(ABC):
 
     @abstractmethod
     async def set_escalation_status(self, escalation_id: int, status: str) -> None:
-        """Mark an escalation open or handled. Raises NotFoundError."""
+        """Mark an escalation open or handled. Raises NotFoundError, or InputError when
+        reopening it would give its conversation a second open escalation."""
 
     @abstractmethod
     async def add_feedback(self, feedback: Feedback) -> int:

@@ -263,6 +263,24 @@ FULLTEXT_FILL = """
 """
 
 
+@migration
+def m007_visitor_privacy(db: sqlite3.Connection) -> None:
+    """The visitor's optional email, and at most one open escalation per conversation (the
+    older duplicates are closed first)."""
+    _script(
+        db,
+        """
+        ALTER TABLE conversations ADD COLUMN email TEXT;
+        CREATE INDEX idx_conversations_email ON conversations(lower(email))
+            WHERE email IS NOT NULL;
+        UPDATE escalations SET status = 'handled' WHERE status = 'open' AND id NOT IN
+            (SELECT max(id) FROM escalations WHERE status = 'open' GROUP BY conversation_id);
+        CREATE UNIQUE INDEX idx_escalations_one_open ON escalations(conversation_id)
+            WHERE status = 'open';
+        """,
+    )
+
+
 def _create_fulltext(db: sqlite3.Connection, prefixes: bool) -> None:
     """The full-text table over the chunks (text, heading, owner token), its triggers, filled."""
     _script(db, FULLTEXT_TABLE_PREFIXES if prefixes else FULLTEXT_TABLE)
