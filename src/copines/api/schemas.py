@@ -37,7 +37,9 @@ class ChatPublic(BaseModel):
     message_id: int | None
     user_message_id: int | None = None
     response: str
-    agent: str = Field(description="The expert's id, or 'escalate'.")
+    agent: str = Field(
+        description="The expert's id, 'assistant' (small talk) or 'escalate' (a human)."
+    )
     agent_name: str
     color: str | None = None
     initials: str | None = None

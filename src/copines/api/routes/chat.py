@@ -26,6 +26,7 @@ from copines.api.schemas import ChatCreate, ChatPublic, ErrorPublic
 from copines.conversations import hash_token, open_conversation, start_conversation
 from copines.deps import Deps
 from copines.errors import InputError, StoreBusyError
+from copines.routing import ASSISTANT, ASSISTANT_COLOR, ASSISTANT_INITIALS
 from copines.store.base import Conversation
 
 log = logging.getLogger("copines.api")
@@ -118,6 +119,9 @@ def public_turn(result_public: dict[str, Any], opened: Opened, deps: Deps) -> di
     payload["conversation_id"] = opened.conversation_id
     payload["token"] = opened.new_token
     expert = deps.experts.get(payload.get("agent", ""))
+    if expert is None and payload.get("agent") == ASSISTANT:
+        payload.setdefault("color", ASSISTANT_COLOR)
+        payload.setdefault("initials", ASSISTANT_INITIALS)
     payload.setdefault("color", expert.color if expert else TEAM_COLOR)
     payload.setdefault("initials", expert.initials if expert else TEAM_INITIALS)
     return payload

@@ -10,6 +10,7 @@ from copines.api.deps import DepsDep, TokenHeader
 from copines.api.schemas import ConversationPublic, ErrorPublic, MessagePublic
 from copines.conversations import open_conversation
 from copines.deps import Deps
+from copines.routing import ASSISTANT, ASSISTANT_COLOR, ASSISTANT_INITIALS, ASSISTANT_NAME
 from copines.store.base import Message
 
 router = APIRouter(prefix="/api", tags=["conversations"])
@@ -27,6 +28,8 @@ def message_public(message: Message, deps: Deps) -> MessagePublic:
         expert = deps.experts.get(message.agent or "")
         if expert is not None:
             name, color, initials = expert.name, expert.color, expert.initials
+        elif message.agent == ASSISTANT:
+            name, color, initials = ASSISTANT_NAME, ASSISTANT_COLOR, ASSISTANT_INITIALS
     sources: list[dict[str, Any]] = [s for s in message.sources if isinstance(s, dict)]
     return MessagePublic(
         id=message.id or 0,
