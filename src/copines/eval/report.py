@@ -10,7 +10,7 @@ from copines.deps import Deps
 from copines.eval import history_of, origin, part_files, read_part
 from copines.postprocess import analyze
 from copines.routing import build_router
-from copines.routing.classifier import expected_calibration_error
+from copines.routing.classifier import Model, expected_calibration_error
 from copines.routing.local import last_agent
 
 TARGETS = {
@@ -47,21 +47,30 @@ def accuracy(pairs: list[tuple[Any, Any]]) -> float:
     return round(sum(1 for e, p in pairs if e == p) / len(pairs), 4) if pairs else 0.0
 
 
-async def score_routing(deps: Deps, rows: list[dict], *, local_only: bool = True) -> dict:
+async def score_routing(
+    deps: Deps, rows: list[dict], *, local_only: bool = True, model: Model | None = None
+) -> dict:
     """Route every row with the cascade, and read the local router's own decisions."""
-    router = build_router(deps, deps.chat, local_only=local_only)
-    offline = build_router(deps, None, local_only=True)
+    router = build_router(deps, deps.chat, local_only=local_only, model=model)
+    offline = build_router(deps, None, local_only=True, model=model)
     pairs, by_difficulty, by_kind, errors = [], {}, {}, []
     confidences, correct, alone, escalations = [], [], [], 0
+    rules_hit, local_alone = [], []  # safety-rule decisions; every decision taken alone
     for row in rows:
         history = history_of(row.get("history"))
         previous = last_agent(history, None)
         vector = await deps.embedder.embed_one(row["message"])
         local = await offline.local.decide(row["message"], vector, history, previous)
-        if local.rule != "safety":
+        right = local.agent == row["expected"]
+        if local.rule == "safety":
+            rules_hit.append(right)
+            local_alone.append(right)
+        else:
             confidences.append(local.confidence)
-            correct.append(local.agent == row["expected"])
+            correct.append(right)
             alone.append(local.confidence >= offline.alone)
+            if alone[-1]:
+                local_alone.append(right)
         decision, _, _ = await router.route(row["message"], vector, history, previous)
         pairs.append((row["expected"], decision.agent))
         escalations += decision.reason == "low_confidence"
@@ -91,9 +100,13 @@ async def score_routing(deps: Deps, rows: list[dict], *, local_only: bool = True
         "calibration": {"n": len(conf), "ece": round(ece, 4), "bins": bins},
         "decide_alone": {
             "threshold": round(offline.alone, 4),
-            "coverage": round(float(band.mean()), 4) if len(band) else 0.0,
-            "precision": round(float(hit[band].mean()), 4) if band.any() else 0.0,
-            "decisions": int(band.sum()),
+            "coverage": round(len(local_alone) / n, 4) if n else 0.0,
+            "precision": round(float(np.mean(local_alone)), 4) if local_alone else 0.0,
+            "decisions": len(local_alone),
+            "classifier_coverage": round(float(band.mean()), 4) if len(band) else 0.0,
+            "classifier_precision": round(float(hit[band].mean()), 4) if band.any() else 0.0,
+            "safety_rules": len(rules_hit),
+            "safety_rules_precision": round(float(np.mean(rules_hit)), 4) if rules_hit else 0.0,
         },
         "errors": errors,
     }
@@ -123,7 +136,9 @@ async def score_postprocess(deps: Deps, rows: list[dict]) -> dict:
     }
 
 
-async def evaluate(deps: Deps, part: str = "test", *, local_only: bool = False) -> dict:
+async def evaluate(
+    deps: Deps, part: str = "test", *, local_only: bool = False, model: Model | None = None
+) -> dict:
     """The report of one part: sizes, origin, routing and post-processing figures, targets."""
     routing_rows = read_part(part, "routing")
     post_rows = read_part(part, "postprocess")
@@ -132,9 +147,11 @@ async def evaluate(deps: Deps, part: str = "test", *, local_only: bool = False) 
         "origin": origin(part),
         "files": [p.name for p in part_files(part, "routing") + part_files(part, "postprocess")],
     }
-    report["routing"] = await score_routing(deps, routing_rows, local_only=True)
+    report["routing"] = await score_routing(deps, routing_rows, local_only=True, model=model)
     if not local_only and deps.chat is not None:
-        report["routing_cascade"] = await score_routing(deps, routing_rows, local_only=False)
+        report["routing_cascade"] = await score_routing(
+            deps, routing_rows, local_only=False, model=model
+        )
     report["postprocess"] = await score_postprocess(deps, post_rows) if post_rows else None
     r, p = report["routing"], report["postprocess"] or {}
     checks = {
@@ -170,8 +187,11 @@ def print_report(report: dict, out) -> None:
         )
     a = r["decide_alone"]
     out.print(
-        f"  decides alone from confidence {a['threshold']:.3f}: coverage {a['coverage']:.1%}, "
-        f"precision {a['precision']:.3f} ({a['decisions']} decisions)"
+        f"  with a model, decides alone (safety rules, or confidence >= {a['threshold']:.3f}): "
+        f"coverage {a['coverage']:.1%}, precision {a['precision']:.3f} "
+        f"({a['decisions']} decisions; safety rules {a['safety_rules']} at "
+        f"{a['safety_rules_precision']:.3f}, classifier {a['classifier_coverage']:.1%} of the "
+        f"rest at {a['classifier_precision']:.3f})"
     )
     out.print(
         f"  calibration: ECE {r['calibration']['ece']:.3f} over {r['calibration']['n']} "

@@ -21,6 +21,7 @@ import numpy as np
 
 from copines.experts import ESCALATE, Expert
 from copines.providers.chat import ChatClient
+from copines.routing.classifier import Model
 from copines.routing.decision import CONFIDENCE_FLOOR, Decision, finish
 from copines.routing.local import LocalRouter
 from copines.routing.orchestrator import orchestrator_messages, parse_orchestrator
@@ -177,14 +178,20 @@ class Router:
         return local
 
 
-def build_router(deps: Any, chat: ChatClient | None = None, *, local_only: bool = False) -> Router:
+def build_router(
+    deps: Any,
+    chat: ChatClient | None = None,
+    *,
+    local_only: bool = False,
+    model: Model | None = None,
+) -> Router:
     """The cascade from the settings (every command and the API build it here).
 
     `deps`: the process's `Deps` (experts, embedder, store, settings); `chat`: the chat client
-    (None: offline, or `local_only`).
+    (None: offline, or `local_only`); `model`: another trained model than the shipped one.
     """
     settings = deps.settings
-    local = LocalRouter(deps.experts, deps.embedder, deps.store)
+    local = LocalRouter(deps.experts, deps.embedder, deps.store, model=model)
     return Router(
         deps.experts,
         local,

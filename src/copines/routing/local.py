@@ -39,7 +39,11 @@ def load_model(embedder: Embedder) -> Model:
         return model
     lexical = Model.load(LEXICAL_PATH)
     ratio = (1.0 - embedder.default_threshold) / max(1.0 - lexical.threshold, 1e-6)
-    lexical.scale = {k: v * ratio for k, v in lexical.scale.items()}
+    scale = {k: v * ratio for k, v in lexical.scale.items() if k != "floor"}
+    if "floor" in lexical.scale:  # a multiple of the match threshold
+        factor = lexical.scale["floor"] / max(lexical.threshold, 1e-6)
+        scale["floor"] = factor * embedder.default_threshold
+    lexical.scale = scale
     return lexical
 
 

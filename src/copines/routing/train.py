@@ -33,6 +33,7 @@ from copines.routing.decision import ASSISTANT, CONFIDENCE_FLOOR
 from copines.routing.features import Inputs, Layout, shared_features
 from copines.routing.local import LocalRouter, last_agent
 
+EVIDENCE_FLOORS = (0.0, 1.0, 1.35)  # tried on dev, in multiples of the embedder's threshold
 SIMILARITIES = ("exemplars", "profile", "evidence_top", "evidence_mean")
 
 
@@ -198,52 +199,66 @@ async def train(
     classes = (*base, *experts)
     scale = similarity_scales(train_inputs, experts)
 
-    def evaluate(layout: Layout, use_evidence: bool, l2: float) -> tuple[Model, float, float]:
-        mt = matrices(train_inputs, y_train, classes, layout, scale, use_evidence)
-        md = matrices(dev_inputs, y_dev, classes, layout, scale, use_evidence)
-        model = _train(mt, classes, layout, scale, use_evidence, l2, seed, embedder_id, threshold)
+    def evaluate(
+        layout: Layout, use_evidence: bool, l2: float, floor: float
+    ) -> tuple[Model, float, float]:
+        sc = scale | {"floor": floor}
+        mt = matrices(train_inputs, y_train, classes, layout, sc, use_evidence)
+        md = matrices(dev_inputs, y_dev, classes, layout, sc, use_evidence)
+        model = _train(mt, classes, layout, sc, use_evidence, l2, seed, embedder_id, threshold)
         merge, agents = merge_of(model)
         y_agents = np.array([agents.index(r["expected"]) for r in dev_rows])
-        temperature = fit_temperature(logits_of(model, md), y_agents, merge=merge)
-        outcome = offline_outcome(model, md, dev_rows, temperature)
+        model.temperature = fit_temperature(logits_of(model, md), y_agents, merge=merge)
+        outcome = offline_outcome(model, md, dev_rows, model.temperature)
         accuracy = float((outcome["final"] == outcome["expected"]).mean())
-        model.temperature = temperature
         return model, accuracy, float((outcome["predicted"] == outcome["expected"]).mean())
 
+    # Evidence: none, or each base's best matches above a floor, in multiples of the
+    # embedder's match threshold (0: every match counts).
+    variants = [(False, 0.0)] + [(True, f) for f in EVIDENCE_FLOORS]
     grid = []
-    for use_evidence in (True, False):
-        for use_context in (True,):
-            for l2 in (3e-5, 1e-4, 3e-4):
-                layout = Layout(dim, use_context)
-                _, acc, raw = evaluate(layout, use_evidence, l2)
-                grid.append(
-                    {
-                        "evidence": use_evidence,
-                        "context": use_context,
-                        "l2": l2,
-                        "dev_accuracy": round(acc, 4),
-                        "dev_classifier_accuracy": round(raw, 4),
-                    }
-                )
-                log(json.dumps(grid[-1]))
-    best = max(grid, key=lambda r: (r["dev_accuracy"], r["evidence"]))
-    summary = {"grid": grid, "chosen": best}
-    for name, layout_dim in (("model.npz", dim), ("model-lexical.npz", 0)):
-        layout = Layout(layout_dim, best["context"] and layout_dim > 0)
-        model, acc, raw = evaluate(layout, best["evidence"], best["l2"])
-        md = matrices(dev_inputs, y_dev, classes, layout, scale, best["evidence"])
+    for use_evidence, floor_factor in variants:
+        for l2 in (1e-5, 3e-5, 1e-4):
+            layout = Layout(dim, True)
+            _, acc, raw = evaluate(layout, use_evidence, l2, floor_factor * threshold)
+            grid.append(
+                {
+                    "evidence": use_evidence,
+                    "floor": floor_factor,
+                    "l2": l2,
+                    "dev_accuracy": round(acc, 4),
+                    "dev_classifier_accuracy": round(raw, 4),
+                }
+            )
+            log(json.dumps(grid[-1]))
+    # On a tie, the evidence: it is what lets a new document draw its questions.
+    best = max(
+        grid, key=lambda r: (r["dev_accuracy"], r["evidence"], r["dev_classifier_accuracy"])
+    )
+    best_without = max(
+        (r for r in grid if not r["evidence"]),
+        key=lambda r: (r["dev_accuracy"], r["dev_classifier_accuracy"]),
+    )
+    summary = {"grid": grid, "chosen": best, "without_evidence": best_without}
+    outputs = [("model.npz", dim, best), ("model-lexical.npz", 0, best)]
+    outputs.append(("model-no-evidence.npz", dim, best_without))
+    for name, layout_dim, chosen in outputs:
+        layout = Layout(layout_dim, layout_dim > 0)
+        floor = chosen["floor"] * threshold
+        model, acc, raw = evaluate(layout, chosen["evidence"], chosen["l2"], floor)
+        md = matrices(dev_inputs, y_dev, classes, layout, model.scale, chosen["evidence"])
         outcome = offline_outcome(model, md, dev_rows, model.temperature)
         correct = outcome["predicted"] == outcome["expected"]
-        model.alone = pick_alone(
-            outcome["confidence"][~outcome["safety"]], correct[~outcome["safety"]]
-        )
-        ece, _ = expected_calibration_error(outcome["confidence"], correct)
+        kept = ~outcome["safety"]
+        model.alone = pick_alone(outcome["confidence"][kept], correct[kept])
+        ece, _ = expected_calibration_error(outcome["confidence"][kept], correct[kept])
         model.info = {
             "seed": seed,
             "train": len(train_rows),
             "dev": len(dev_rows),
-            "knowledge": knowledge.name,
-            "l2": best["l2"],
+            "knowledge": str(knowledge),
+            "l2": chosen["l2"],
+            "evidence_floor": chosen["floor"],
             "dev_accuracy": round(acc, 4),
             "dev_classifier_accuracy": round(raw, 4),
             "dev_ece": round(ece, 4),
