@@ -347,6 +347,4 @@ def test_small_talk_is_answered_by_the_assistant_and_kept_after_a_reload(page, s
         page.locator("copines-chat .launcher").click()
     page.locator("copines-chat .msg.user .bubble").first.wait_for()
     reloaded = last_answer(page)
-    reloaded.locator(".author").filter(has_text="L'assistante des Copines").wait_for(
-        timeout=20_000
-    )
+    reloaded.locator(".author").filter(has_text="L'assistante des Copines").wait_for(timeout=20_000)

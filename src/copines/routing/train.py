@@ -232,9 +232,7 @@ async def train(
             )
             log(json.dumps(grid[-1]))
     # On a tie, the evidence: it is what lets a new document draw its questions.
-    best = max(
-        grid, key=lambda r: (r["dev_accuracy"], r["evidence"], r["dev_classifier_accuracy"])
-    )
+    best = max(grid, key=lambda r: (r["dev_accuracy"], r["evidence"], r["dev_classifier_accuracy"]))
     best_without = max(
         (r for r in grid if not r["evidence"]),
         key=lambda r: (r["dev_accuracy"], r["dev_classifier_accuracy"]),
