@@ -361,3 +361,44 @@ def test_parse_orchestrator_reads_the_reason():
     assert answer.agent == "escalate" and answer.reason == "legal"
     answer = parse_orchestrator(orch_json(agent="escalate", reason="n'importe"), EXPERTS)
     assert answer.reason == ""
+
+
+NOTION = """# Organiser ses séances avec Notion
+
+Notion est un outil d'organisation : une base de données pour suivre tes séances, tes clientes
+et tes rendez-vous.
+
+## Créer la base des séances
+1. Crée une page « Séances » et ajoute une base de données en tableau.
+2. Ajoute les colonnes : cliente, date de la séance, type de séance, notes, prochain rendez-vous.
+3. Crée une vue calendrier pour voir tes séances de la semaine.
+
+## Automatiser avec Notion
+Relie Notion à Calendly avec Zapier : chaque réservation crée une ligne dans ta base des séances.
+"""
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+@pytest.mark.parametrize("owner, other", [("audrey", "carole"), ("carole", "audrey")])
+async def test_a_document_added_to_a_base_draws_its_questions(
+    knowledge_deps, embedder, tmp_path, owner, other
+):
+    """Nobody's topic in the sample knowledge; a document in one expert's base makes it hers,
+    without retraining or editing her file."""
+    message = "Comment utiliser Notion pour organiser mes séances ?"
+    vector = await embedder.embed_one(message)
+    local = LocalRouter(knowledge_deps.experts, embedder, knowledge_deps.store)
+    assert local.use_evidence  # the shipped model reads the bases
+    before = await local.decide(message, vector, [], None)
+    assert before.scores[owner] < 0.6 and before.scores[other] < 0.6  # a close call
+    path = tmp_path / f"{owner}-notion-organisation.md"
+    path.write_text(NOTION, encoding="utf-8")
+    await knowledge_deps.ingester().ingest_paths([path], owner=owner)
+    after = await local.decide(message, vector, [], None)
+    assert after.evidence[owner] > before.evidence[owner] + 0.1
+    assert after.evidence[other] == before.evidence[other]
+    assert after.agent == owner and after.confidence >= 0.8
+    # Without the evidence the same router cannot see the new document.
+    blind = LocalRouter(knowledge_deps.experts, embedder, knowledge_deps.store, use_evidence=False)
+    unseen = await blind.decide(message, vector, [], None)
+    assert unseen.scores[owner] < after.scores[owner] - 0.3
