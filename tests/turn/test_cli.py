@@ -170,3 +170,41 @@ def test_route_honours_the_decide_alone_setting(cli, fake_chat, monkeypatch):
     [decision] = lines(result.output)
     assert decision["agent"] == "escalate" and decision["reason"] == "emergency"
     assert len(fake_chat.requests) == 1
+
+
+def test_the_cli_and_the_api_route_with_the_same_cascade(cli, tmp_path, embedder):
+    """`copines route` and the turn runner (the API's) decide alike, with the same settings."""
+    import asyncio
+
+    from copines.deps import Deps
+    from copines.turn import TurnRunner
+
+    messages = [
+        "Comment installer le pixel Meta sur Systeme.io ?",
+        "Quelles idées de reels pour une naturopathe qui débute ?",
+        "bonjour !",
+        "J'ai payé la formation et je n'ai pas reçu mes accès",
+        "Comment utiliser Notion pour organiser mes séances ?",
+    ]
+    batch = tmp_path / "in.jsonl"
+    batch.write_text("\n".join(json.dumps({"message": m}) for m in messages), encoding="utf-8")
+    from_cli = lines(cli("route", "--jsonl", str(batch)).output)
+
+    async def from_api() -> list:
+        deps = await Deps.create(get_settings(), embedder=embedder)
+        runner = TurnRunner(deps)
+        try:
+            out = []
+            for message in messages:
+                vector = await embedder.embed_one(message)
+                out.append((await runner.router.route(message, vector, []))[0])
+            return out
+        finally:
+            await runner.aclose()
+            await deps.aclose()
+
+    decisions = asyncio.run(from_api())
+    assert {d.agent for d in decisions} >= {"audrey", "carole", "assistant", "escalate"}
+    for decision, decided in zip(decisions, from_cli, strict=True):
+        assert (decision.agent, decision.reason) == (decided["agent"], decided["reason"])
+        assert abs(decision.confidence - decided["confidence"]) < 1e-3
