@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 OPENROUTER_URL = "https://openrouter.ai/api/v1"
 OPENAI_URL = "https://api.openai.com/v1"
 COHERE_URL = "https://api.cohere.com"
+DRIVE_URL = "https://www.googleapis.com"
+NOTION_URL = "https://api.notion.com"
 
 # Dollars per million tokens (prompt, completion), used when the API reports no cost.
 DEFAULT_PRICES: dict[str, tuple[float, float]] = {
@@ -128,7 +130,34 @@ class Settings(BaseSettings):
     trust_forwarded_for: bool = False
     rate_limit_prefix: str = "copines:rl:"  # Redis key prefix of the rate limits
 
-    @field_validator("shared_patterns", "allowed_origins", mode="before")
+    # Knowledge sources kept in sync: sites, Google Drive, Notion (docs/knowledge.md)
+    sources_file: Path | None = None  # sources.yaml; default: <data_dir>/sources.yaml
+    sync_interval_minutes: float = 0.0  # `copines serve` syncs every N minutes; 0: never
+    fetch_user_agent: str = "copines-sync/0.1 (knowledge sync of L'Agence des Copines)"
+    fetch_delay: float = 1.0  # seconds between two requests to one host (robots may ask more)
+    fetch_timeout: float = 20.0  # one whole request, body included
+    fetch_connect_timeout: float = 5.0
+    fetch_max_bytes: int = 5_000_000  # a bigger answer is cut off and reported
+    fetch_max_redirects: int = 5
+    # Networks the address guard lets through although not public (e.g. "10.0.0.0/8" for an
+    # intranet); loopback, private, link-local and metadata addresses are refused otherwise.
+    fetch_allow_networks: Annotated[list[str], NoDecode] = []
+    crawl_max_pages: int = 200
+    google_service_account_file: Path | None = Field(
+        None,
+        validation_alias=_env(
+            "COPINES_GOOGLE_SERVICE_ACCOUNT_FILE", "GOOGLE_APPLICATION_CREDENTIALS"
+        ),
+    )
+    google_token_url: str | None = None  # default: the key file's token_uri
+    drive_api_url: str = DRIVE_URL
+    notion_token: SecretStr | None = Field(
+        None, validation_alias=_env("COPINES_NOTION_TOKEN", "NOTION_TOKEN")
+    )
+    notion_api_url: str = NOTION_URL
+    notion_version: str = "2022-06-28"
+
+    @field_validator("shared_patterns", "allowed_origins", "fetch_allow_networks", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
@@ -144,6 +173,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'copines.db').as_posix()}"
+
+    @property
+    def resolved_sources_file(self) -> Path:
+        return self.sources_file or self.data_dir / "sources.yaml"
 
     @property
     def use_openai_embeddings(self) -> bool:

@@ -174,11 +174,16 @@ def create_app(
         # What startup built lives as long as the process: out of the garbage collector's
         # sight, so that its full collections (several during a burst of visitors) do not
         # walk the app, the models and the indexes every time.
+        from copines.knowledge.sources.service import SyncService
+
+        app.state.sync = SyncService(deps)
+        app.state.sync.start()
         gc.collect()
         gc.freeze()
         try:
             yield
         finally:
+            await app.state.sync.aclose()
             try:
                 close = getattr(turns, "aclose", None)
                 await (close() if close is not None else turns.drain())

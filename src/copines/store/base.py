@@ -13,6 +13,12 @@ import numpy as np
 # Closed console sessions live in the `meta` table under this prefix (one row each); the
 # range [REVOKED_PREFIX, REVOKED_END) selects them through the primary key.
 REVOKED_PREFIX, REVOKED_END = "admin_revoked:", "admin_revoked;"
+LEASE_PREFIX = "lease:"  # meta rows "lease:<name>" = "<expiry, epoch seconds, 0-padded>|<holder>"
+
+
+def lease_value(expires: float, holder: str) -> str:
+    """A lease as stored: its expiry first, padded, so that text order is time order."""
+    return f"{expires:017.3f}|{holder}"
 
 
 @dataclass
@@ -28,10 +34,45 @@ class DocumentRecord:
     category: str | None = None
     priority: int = 1
     source_path: str | None = None
+    url: str | None = None  # the document's public page, shown to visitors with its title
     id: int | None = None
     chunks: int = 0
     created_at: datetime | None = None
     updated_at: datetime | None = None
+
+
+@dataclass
+class SourceRecord:
+    """A place the knowledge is read from and kept in sync with: a site, a Drive folder, a
+    Notion database. `kind`: page | sitemap | crawl | drive | notion."""
+
+    name: str
+    kind: str
+    target: str  # a URL, a Drive folder id, a Notion database or page id, or "search"
+    owner: str = "auto"
+    options: dict[str, Any] = field(default_factory=dict)  # prefix, max_pages, ...
+    origin: str = "cli"  # cli | file (sources.yaml) | console
+    id: int | None = None
+    last_sync_at: datetime | None = None
+    last_status: str = "never"  # never | ok | partial | failed
+    counts: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    documents: int = 0
+
+
+@dataclass
+class SourceItem:
+    """One document of a source with what the next sync compares against."""
+
+    source_id: int
+    key: str  # the page's URL, the Drive file id, the Notion page id
+    filename: str  # the document it became
+    url: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    version: str | None = None  # Drive's modifiedTime, Notion's last_edited_time
+    content_hash: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)  # a crawled page's links
 
 
 @dataclass
@@ -70,6 +111,7 @@ class Passage:
     dense_rank: int | None = None
     fused_score: float = 0.0
     score: float = 0.0
+    url: str | None = None  # the document's public page, when it has one
 
     def embed_text(self) -> str:
         return chunk_embed_text(self.title, self.heading_path, self.text)
@@ -272,6 +314,46 @@ class Store(ABC):
     @abstractmethod
     async def delete_document(self, filename: str) -> None:
         """Delete a document and its chunks. Raises NotFoundError."""
+
+    # Sources and their sync state
+    @abstractmethod
+    async def save_source(self, source: SourceRecord) -> int:
+        """Create or update a source by name (its sync state is kept); returns its id."""
+
+    @abstractmethod
+    async def list_sources(self) -> list[SourceRecord]:
+        """Every source, by name, with its last sync and how many documents it holds."""
+
+    @abstractmethod
+    async def delete_source(self, source_id: int) -> None:
+        """Forget a source and its items' state (their documents are deleted separately)."""
+
+    @abstractmethod
+    async def record_sync(
+        self, source_id: int, status: str, counts: dict[str, int], errors: list[str]
+    ) -> None:
+        """Remember how the last sync of a source went."""
+
+    @abstractmethod
+    async def source_items(self, source_id: int) -> list[SourceItem]:
+        """The documents a source made, with their sync state."""
+
+    @abstractmethod
+    async def save_source_item(self, item: SourceItem) -> None:
+        """Create or update one item's sync state (by source and key)."""
+
+    @abstractmethod
+    async def delete_source_item(self, source_id: int, key: str) -> None:
+        """Forget one item (its document is deleted separately)."""
+
+    @abstractmethod
+    async def claim_lease(self, name: str, holder: str, seconds: float) -> bool:
+        """Take (or extend) the lease `name` for `seconds` unless another holder has it: one
+        process at a time runs the sync. Released by `release_lease`, or when it expires."""
+
+    @abstractmethod
+    async def release_lease(self, name: str, holder: str) -> None:
+        """Give the lease back (only its holder can)."""
 
     @abstractmethod
     async def all_chunks(self) -> list[StoredChunk]:

@@ -32,6 +32,7 @@ from copines.store.base import (
 )
 from copines.store.sqlite_conversations import SQLiteConversations, _dt, _now
 from copines.store.sqlite_migrations import apply_migrations, owner_key
+from copines.store.sqlite_sources import SQLiteSources
 from copines.store.vectors import VectorIndex
 from copines.text import fold
 
@@ -49,7 +50,7 @@ JOURNAL_LIMIT_BYTES = 8 * 1024 * 1024
 LOG_BACKLOG_BYTES = 12 * 1024 * 1024
 
 PASSAGES_SQL = (
-    "SELECT c.id, c.document_id, d.filename, d.title, d.owner, c.heading_path, c.text "
+    "SELECT c.id, c.document_id, d.filename, d.title, d.owner, c.heading_path, c.text, d.url "
     "FROM chunks c JOIN documents d ON d.id = c.document_id "
     "WHERE c.id IN (SELECT value FROM json_each(?))"
 )
@@ -103,7 +104,7 @@ class TermStats:
         return rarest_within(counted, budget)
 
 
-class SQLiteStore(SQLiteConversations, Store):
+class SQLiteStore(SQLiteConversations, SQLiteSources, Store):
     """A single SQLite file. Calls run on one database thread that owns the main connection,
     except short ones (a conversation's rows, a small base's searches), which run on the
     caller's thread through a connection of its own that never waits for a lock (see `_run`),
@@ -359,6 +360,7 @@ class SQLiteStore(SQLiteConversations, Store):
             priority=row["priority"],
             content_hash=row["content_hash"],
             source_path=row["source_path"],
+            url=row["url"],
             chunks=row["chunks"],
             created_at=_dt(row["created_at"]),
             updated_at=_dt(row["updated_at"]),
@@ -422,21 +424,22 @@ class SQLiteStore(SQLiteConversations, Store):
                     document.priority,
                     document.content_hash,
                     document.source_path,
+                    document.url,
                 )
                 if existing:
                     doc_id = existing["id"]
                     db.execute("DELETE FROM chunks WHERE document_id = ?", (doc_id,))
                     db.execute(
                         "UPDATE documents SET title = ?, owner = ?, owner_reason = ?, tags = ?, "
-                        "category = ?, priority = ?, content_hash = ?, source_path = ?, "
+                        "category = ?, priority = ?, content_hash = ?, source_path = ?, url = ?, "
                         "updated_at = ? WHERE id = ?",
                         (*values, now, doc_id),
                     )
                 else:
                     doc_id = db.execute(
                         "INSERT INTO documents (title, owner, owner_reason, tags, category, "
-                        "priority, content_hash, source_path, filename, created_at, updated_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "priority, content_hash, source_path, url, filename, created_at, updated_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (*values, document.filename, now, now),
                     ).lastrowid
                 key = owner_key(document.owner)
@@ -691,6 +694,7 @@ class SQLiteStore(SQLiteConversations, Store):
                     owner=r[4],
                     heading_path=r[5],
                     text=r[6],
+                    url=r[7],
                     dense_score=scores.get(r[0], 0.0),
                 )
                 for r in rows

@@ -23,7 +23,7 @@ from copines.admin.auth import (
     tokens_match,
 )
 from copines.admin.turns import read_turns
-from copines.api.routes import admin_insights, admin_knowledge
+from copines.api.routes import admin_insights, admin_knowledge, admin_sources
 from copines.api.routes.admin_common import (
     ApiSession,
     DepsDep,
@@ -302,3 +302,4 @@ async def list_escalations_json(deps: DepsDep, session: ApiSession, status: str 
 
 router.include_router(admin_insights.router)
 router.include_router(admin_knowledge.router)
+router.include_router(admin_sources.router)

@@ -127,6 +127,8 @@ NOTICES = {
     "owner": "Propriétaire mis à jour.",
     "deleted": "Document supprimé.",
     "empty": "Message vide : rien n'a été envoyé.",
+    "sync-started": "Synchronisation lancée : recharge la page dans un moment pour voir le bilan.",
+    "sync-running": "Une synchronisation est déjà en cours.",
 }
 
 
