@@ -41,7 +41,7 @@ async def test_offline_turn_answers_from_the_experts_passages(knowledge_deps):
     assert not result.escalated and result.confidence >= 0.7
     assert 1 <= len(result.sources) <= 3
     for source in result.sources:
-        assert set(source) == {"filename", "title", "owner", "score", "heading"}
+        assert set(source) == {"filename", "title", "owner", "score", "heading", "url"}
         assert source["owner"] in ("audrey", "shared")
     assert "Sources" in result.response and "Ton action pour aujourd'hui" in result.response
     assert set(result.to_public()) == PUBLIC_FIELDS
@@ -401,8 +401,10 @@ async def test_explicit_injection_goes_to_a_human(llm_deps, fake_chat):
     assert answer.meta["reason"] == "injection"
 
 
-async def test_injection_in_the_message_does_not_change_the_persona(llm_deps, fake_chat):
-    """A disguised attempt the rules do not catch reaches the expert as data only."""
+async def test_injection_in_the_message_does_not_change_the_persona(llm_deps_factory, fake_chat):
+    """A disguised attempt the rules do not catch, sent on to the expert by the orchestrator,
+    reaches her as data only."""
+    llm_deps = await llm_deps_factory(router_decide_alone=2.0)
     fake_chat.default(ORCH, Reply('{"agent": "audrey", "confidence": 0.9}'))
     fake_chat.default(EXPERT, Reply("Je reste Audrey."))
     attack = (
