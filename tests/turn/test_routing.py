@@ -402,3 +402,53 @@ async def test_a_document_added_to_a_base_draws_its_questions(
     blind = LocalRouter(knowledge_deps.experts, embedder, knowledge_deps.store, use_evidence=False)
     unseen = await blind.decide(message, vector, [], None)
     assert unseen.scores[owner] < after.scores[owner] - 0.3
+
+
+LEA = """
+id: lea
+name: Léa
+title: "Experte site web & référencement"
+color: "#2E8B57"
+initials: "LÉ"
+model: test/lea
+description: >
+  Léa aide les praticiennes du bien-être à créer leur site internet et à être trouvées sur
+  Google : référencement naturel (SEO), fiche Google Business Profile, mots-clés locaux,
+  WordPress, Wix, vitesse du site, pages de services et blog.
+expertise:
+  - "Référencement naturel (SEO) et mots-clés locaux"
+  - "Fiche Google Business Profile et avis Google"
+  - "Création de site WordPress ou Wix, pages de services, blog"
+persona:
+  - "Je suis Léa, experte site web et référencement."
+style_rules:
+  - "Des étapes numérotées, simples."
+filename_patterns: [seo, site-web, google]
+exemplars:
+  - "Comment apparaître en premier sur Google quand on cherche naturopathe à Lyon ?"
+  - "Ma fiche Google Business Profile n'apparaît pas dans Maps"
+  - "WordPress ou Wix pour le site de mon cabinet ?"
+  - "Quels mots-clés mettre sur ma page d'accueil pour le référencement ?"
+  - "Mon site est très lent, ça joue sur Google ?"
+  - "Comment écrire un article de blog qui ressort dans les recherches ?"
+"""
+
+
+async def test_a_third_expert_is_a_file_not_code(embedder, tmp_path):
+    """An expert the model was never trained with is chosen by the weights all experts share
+    (her exemplars, her profile, her base); the others keep theirs."""
+    (tmp_path / "lea.yaml").write_text(LEA, encoding="utf-8")
+    experts = load_experts(tmp_path)
+    assert set(experts) == {"audrey", "carole", "lea"}
+    router = LocalRouter(experts, embedder)
+    assert "lea" not in router.model.classes
+    for message, expected in (
+        ("Comment améliorer le référencement de mon site sur Google pour ma ville ?", "lea"),
+        ("WordPress ou Wix pour mon site de sophrologue ?", "lea"),
+        ("Comment je fais un reel pour présenter mon cabinet ?", "carole"),
+        ("Comment relier Calendly à ActiveCampaign ?", "audrey"),
+    ):
+        decision = await router.decide(message, await embedder.embed_one(message), [], None)
+        assert decision.agent == expected, (message, decision.scores)
+    prompt = orchestrator_prompt(experts)
+    assert "lea (Léa" in prompt and "Fiche Google Business Profile" in prompt
