@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -128,6 +129,9 @@ class Settings(BaseSettings):
     rate_per_day_ip: int = 100
     rate_new_conversations_per_hour: int = 6
     trust_forwarded_for: bool = False
+    # Addresses (IPs or networks) of the n8n instances in front of the API: from them alone, the
+    # visitor's address is read from the X-Copines-Visitor-IP header they forward.
+    n8n_addresses: Annotated[list[str], NoDecode] = []
     rate_limit_prefix: str = "copines:rl:"  # Redis key prefix of the rate limits
 
     # Knowledge sources kept in sync: sites, Google Drive, Notion (docs/knowledge.md)
@@ -157,10 +161,24 @@ class Settings(BaseSettings):
     notion_api_url: str = NOTION_URL
     notion_version: str = "2022-06-28"
 
-    @field_validator("shared_patterns", "allowed_origins", "fetch_allow_networks", mode="before")
+    @field_validator(
+        "shared_patterns", "allowed_origins", "fetch_allow_networks", "n8n_addresses", mode="before"
+    )
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("n8n_addresses")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for address in value:
+            try:
+                ipaddress.ip_network(address, strict=False)
+            except ValueError as error:
+                raise ValueError(
+                    f"COPINES_N8N_ADDRESSES: {address!r} is not an IP address or network"
+                ) from error
+        return value
 
     @property
     def llm_enabled(self) -> bool:

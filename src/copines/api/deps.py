@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Header, Request
@@ -35,16 +36,38 @@ async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
-async def client_ip(request: Request) -> str:
-    """The visitor's address: the socket peer, or the last X-Forwarded-For hop when the
-    service sits behind a proxy we trust (the last hop is the one that proxy wrote)."""
-    settings: Settings = request.app.state.settings
+def _caller(request: Request, settings: Settings) -> str:
+    """Who called: the socket peer, or the last X-Forwarded-For hop when the service sits
+    behind a proxy we trust (the last hop is the one that proxy wrote)."""
     if settings.trust_forwarded_for:
         forwarded = request.headers.get("x-forwarded-for", "")
         hops = [h.strip() for h in forwarded.split(",") if h.strip()]
         if hops:
             return hops[-1]
     return request.client.host if request.client else "unknown"
+
+
+def _within(address: str, networks: list[str]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(net, strict=False) for net in networks)
+
+
+async def client_ip(request: Request) -> str:
+    """The visitor's address. A call from one of the n8n instances in front of the API
+    (COPINES_N8N_ADDRESSES) carries it in X-Copines-Visitor-IP; the header is ignored from
+    anyone else, so a visitor cannot choose her own rate-limit key."""
+    settings: Settings = request.app.state.settings
+    caller = _caller(request, settings)
+    if settings.n8n_addresses and _within(caller, settings.n8n_addresses):
+        forwarded = request.headers.get("x-copines-visitor-ip", "").strip()
+        try:
+            return str(ipaddress.ip_address(forwarded))
+        except ValueError:
+            pass
+    return caller
 
 
 DepsDep = Annotated[Deps, Depends(get_deps)]
