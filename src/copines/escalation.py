@@ -61,7 +61,7 @@ def build_brief(message: str, history: list[Message], decision: Decision) -> str
 
 def closest_expert(decision: Decision) -> str | None:
     """The expert the local scores put nearest, for the human's context."""
-    scores = {k: v for k, v in decision.scores.items() if k != "escalate"}
+    scores = {k: v for k, v in decision.scores.items() if k not in ("escalate", "assistant")}
     return max(scores, key=scores.get) if scores else None  # type: ignore[arg-type]
 
 
