@@ -42,6 +42,7 @@ from copines.providers.embeddings import LocalEmbedder  # noqa: E402
 from copines.providers.offline import PITFALL_LABEL, OfflineResponder  # noqa: E402
 from copines.text import fold  # noqa: E402
 
+MISSES = "--misses" in sys.argv
 EVAL = ROOT / "src" / "copines" / "eval"
 DEV = (ROOT / "examples" / "knowledge", EVAL / "dev" / "questions_sample.jsonl")
 TEST = (EVAL / "test" / "knowledge", EVAL / "test" / "questions.jsonl")
@@ -197,7 +198,11 @@ async def _one(deps, runner, offline, q, owners, pitfalls, stats: _Stats, show: 
     await deps.store.create_conversation(conversation, "x")
     turn = await runner.run(conversation, query)
     n["expert"] += turn.agent == expert
-    answer = offline.answer(deps.experts[expert], query, hybrid.passages) if hybrid else ""
+    answer = (
+        await offline.compose(deps.experts[expert], query, hybrid.passages, deps.embedder)
+        if hybrid
+        else ""
+    )
     given = pitfalls + ([norm(q["pitfall"])] if q.get("pitfall") else [])
     bad = advises_pitfall(answer, given) + advises_pitfall(turn.response, given)
     if bad:
@@ -213,6 +218,8 @@ async def _one(deps, runner, offline, q, owners, pitfalls, stats: _Stats, show: 
         n["in_turn"] += holds(fact, turn.response)
         if in_passages and not in_answer:
             stats.misses.append(q["id"])
+            if MISSES:
+                print(f"=== MISS {q['id']} {query}\n    fact: {fact}\n{answer}\n")
     if show:
         print(f"--- {q['id']} [{expert} -> {turn.agent}] {query}")
         if fact:
@@ -227,6 +234,11 @@ def main() -> None:
     parser.add_argument("--questions", type=Path)
     parser.add_argument("--test", action="store_true", help="the sealed test part")
     parser.add_argument("--show", type=int, default=0, help="print this many answers")
+    parser.add_argument(
+        "--misses",
+        action="store_true",
+        help="print the answers that miss a fact their passages hold",
+    )
     args = parser.parse_args()
     knowledge, questions = TEST if args.test else DEV
     knowledge = args.knowledge or knowledge

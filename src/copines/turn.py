@@ -333,7 +333,9 @@ class TurnRunner:
             if decision.rule == "small-talk":
                 turn.text = self.offline.small_talk(expert)
             else:
-                turn.text = self.offline.answer(expert, turn.message, passages)
+                turn.text = await self.offline.compose(
+                    expert, turn.message, passages, deps.embedder
+                )
             return
         prompt = expert_messages(
             expert,

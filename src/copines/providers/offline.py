@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 
 from copines.experts import Expert
 from copines.knowledge.chunking import Unit, passage_units
+from copines.providers.embeddings import Embedder
 from copines.store.base import Passage
 from copines.text import fold, search_terms, stem, words
 
@@ -45,7 +46,13 @@ _ACTION = re.compile(
     r"envoie|redige|bloque|garde|pose|propose|reprends|demande|regarde|active|connecte)\b"
 )
 
+# "c'est quoi X", "X ça veut dire quoi": a line that starts "X : ..." defines it.
+_DEFINITION = re.compile(
+    r"(c'?est quoi|qu'?est-ce qu|ca veut dire|veut dire quoi|signifie|definition|ca sert a quoi)"
+)
+
 MAX_ITEMS = 8
+SEMANTIC_WEIGHT = 0.8  # the cosine (USE: 0.1 unrelated to 0.6 close) against word overlap
 WORD_BUDGET = 230  # room left for the opening and the closing line under the 300-word cap
 INTRO_PENALTY = 0.12  # a document's opening paragraph restates its title: weaker evidence
 
@@ -91,6 +98,17 @@ def _words(text: str) -> int:
     return len(text.split())
 
 
+def _defines(terms: set[str], text: str) -> bool:
+    """The line starts with a term of the question followed by ':' ("Tripwire : une ...")."""
+    head, colon, _ = text.partition(" : ")
+    return (
+        bool(colon)
+        and _words(head) <= 4
+        and _overlap(terms, head) > 0
+        and bool({stem(w) for w in words(head)} & terms)
+    )
+
+
 def _announces(text: str) -> bool:
     """A sentence (or paragraph) that announces a list: "Voici comment...", "... :"."""
     text = text.strip()
@@ -113,31 +131,74 @@ class OfflineResponder:
         self.budget = min(WORD_BUDGET, max(60, max_words - 70))
 
     # Reading ------------------------------------------------------------------------
-    def units(self, question: str, passages: list[Passage]) -> list[_Scored]:
-        """Every usable unit of the best three passages, scored against the question."""
-        terms = set(search_terms(question))
-        out: list[_Scored] = []
+    @staticmethod
+    def _readable(passages: list[Passage]) -> list[tuple[int, int, Unit, bool]]:
+        """(passage rank, position, unit, in the document's opening) of the usable units."""
+        out = []
         for rank, passage in enumerate(passages[:3]):
             path = [h for h in passage.heading_path.split(" > ") if h.strip()]
-            intro = len(path) <= 1
             for index, unit in enumerate(passage_units(passage.text, passage.heading_path)):
                 if unit.internal or _words(unit.text) < 2:
                     continue
-                score = (
-                    _overlap(terms, unit.text) + 0.35 * _overlap(terms, unit.heading) - 0.08 * rank
+                opening = (
+                    len(path) <= 1
+                    and unit.kind == "para"
+                    and unit.heading == (path[0] if path else "")
                 )
-                if intro and unit.kind == "para" and unit.heading == (path[0] if path else ""):
-                    score -= INTRO_PENALTY
-                out.append(_Scored(unit, rank, index, score))
+                out.append((rank, index, unit, opening))
         return out
+
+    def units(
+        self,
+        question: str,
+        passages: list[Passage],
+        semantic: dict[tuple[int, int], float] | None = None,
+    ) -> list[_Scored]:
+        """Every usable unit of the best three passages, scored against the question: the
+        share of its words it holds, its heading's, and (when known) the cosine of their
+        embeddings, which finds the answer to a question worded unlike it."""
+        terms = set(search_terms(question))
+        definition = _DEFINITION.search(fold(question)) is not None
+        out: list[_Scored] = []
+        for rank, index, unit, opening in self._readable(passages):
+            score = _overlap(terms, unit.text) + 0.35 * _overlap(terms, unit.heading) - 0.08 * rank
+            if semantic:
+                score += SEMANTIC_WEIGHT * semantic.get((rank, index), 0.0)
+            if opening:
+                score -= INTRO_PENALTY
+            if definition and _defines(terms, unit.text):
+                score += 0.3
+            out.append(_Scored(unit, rank, index, score))
+        return out
+
+    async def similarities(
+        self, question: str, passages: list[Passage], embedder: Embedder
+    ) -> dict[tuple[int, int], float]:
+        """The cosine between the question and each usable unit (vectors cached by the
+        embedder: the same passages come back turn after turn)."""
+        readable = self._readable(passages)
+        if not readable:
+            return {}
+        texts = [question, *(unit.text for _, _, unit, _ in readable)]
+        vectors = await embedder.embed_many(texts)
+        q = vectors[0]
+        return {
+            (rank, index): float(q @ v)
+            for (rank, index, _, _), v in zip(readable, vectors[1:], strict=True)
+        }
 
     def pick(self, question: str, passages: list[Passage]) -> list[tuple[str, Passage]]:
         """The lines the answer gives (pitfalls labelled), each with its passage."""
         chosen = self._choose(question, passages)
         return [(self._line(s), passages[s.passage]) for s in chosen]
 
-    def _choose(self, question: str, passages: list[Passage]) -> list[_Scored]:
-        scored = self.units(question, passages)
+    def _choose(
+        self,
+        question: str,
+        passages: list[Passage],
+        semantic: dict[tuple[int, int], float] | None = None,
+    ) -> list[_Scored]:
+        scored = self.units(question, passages, semantic)
         folded = fold(question)
         mistakes = bool(_MISTAKES_QUESTION.search(folded))
         figure = bool(_FIGURE_QUESTION.search(folded))
@@ -148,7 +209,7 @@ class OfflineResponder:
 
         def weight(s: _Scored) -> float:
             has_figure = figure and bool(_FIGURE.search(s.unit.text))
-            return s.score + (0.25 if has_figure else 0.0) - (0.3 if s.unit.lead_in else 0.0)
+            return s.score + (0.25 if has_figure else 0.0)
 
         best = max(pool, key=weight)
         section = [
@@ -200,10 +261,12 @@ class OfflineResponder:
             following = groups[order[position + 1]] if position + 1 < len(order) else []
             is_list = bool(following) and following[0].unit.kind == "item"
             items = following if is_list and _announces(best.unit.text) else []
-        if items and not (how or items[0].unit.ordered):
-            # Independent entries (a glossary, a table): the ones that answer, in order.
+        if items:
             top = max(s.score for s in items)
-            items = [s for s in items if s is best or s.score >= max(0.2, 0.6 * top)]
+            mean = sum(s.score for s in items) / len(items)
+            if not (items[0].unit.ordered or (how and mean >= 0.5 * top)):
+                # Independent entries (a glossary, a table): the ones that answer, in order.
+                items = [s for s in items if s is best or s.score >= max(0.2, 0.6 * top)]
         if items:
             if len(items) > MAX_ITEMS:  # a window of the list around the best line
                 at = items.index(best) if best in items else 0
@@ -270,10 +333,27 @@ class OfflineResponder:
             f"écris-la-moi : je suis {expert.name} et je suis là pour t'aider."
         )
 
-    def answer(self, expert: Expert, question: str, passages: list[Passage]) -> str:
+    async def compose(
+        self,
+        expert: Expert,
+        question: str,
+        passages: list[Passage],
+        embedder: Embedder | None = None,
+    ) -> str:
+        """`answer`, with the units also compared to the question by `embedder`."""
+        semantic = await self.similarities(question, passages, embedder) if embedder else None
+        return self.answer(expert, question, passages, semantic)
+
+    def answer(
+        self,
+        expert: Expert,
+        question: str,
+        passages: list[Passage],
+        semantic: dict[tuple[int, int], float] | None = None,
+    ) -> str:
         """The offline answer (French, "tu"), in the expert's voice; no source names in it."""
         numbered, emojis = _voice(expert)
-        chosen = self._tidy(self._choose(question, passages))
+        chosen = self._tidy(self._choose(question, passages, semantic))
         if not chosen:
             return (
                 f"Je suis {expert.name}{' ✨' if emojis else ''}, et sur ce point précis je "
