@@ -268,8 +268,8 @@ def detect_loop(message: str, vector: np.ndarray, previous: list[np.ndarray]) ->
     if not previous:
         return False, 0.0
     best = loop_similarity(vector, previous)
-    if best >= LOOP_ECHO and _repeated(previous):
-        return True, best
+    if best >= LOOP_ECHO and _repeated(previous) and sentiment(message) != "positive":
+        return True, best  # (thanks on the same topic close a loop, they do not extend it)
     folded = fold(message)
     asking = "?" in message or sentiment(message) == "negative" or bool(_REPEAT.search(folded))
     if not asking:
@@ -315,14 +315,15 @@ def analyze(
     mood = model.sentiment(message, vector)[0] if learnt else sentiment(message)
     if sentiment_hint in ("positive", "negative") and mood == "neutral":
         mood = sentiment_hint  # the orchestrator saw what we missed
-    deep = deep_questions(earlier or []) if "?" in message else 0
-    reason = upsell_trigger(message, deep_questions=deep)
+    reason = upsell_trigger(message)
     if learnt:
         intent = model.upsell(message, vector) >= UPSELL_PROBABILITY
         if intent and not reason:
             reason = "intention d'achat ou besoin d'accompagnement"
         elif not intent and not _PRICE.search(fold(message)):
             reason = ""  # a cue the model overruled (a question about her own prices...)
+    if not reason and "?" in message and deep_questions(earlier or []) >= DEEP_QUESTIONS:
+        reason = "questions approfondies répétées"
     upsell = bool(reason) or bool(upsell_hint)
     if upsell_hint and not reason:
         reason = "signal de l'orchestrateur"

@@ -344,3 +344,30 @@ def _table_row(line: str, header: list[str]) -> str | None:
         return " ".join(cells)  # the header itself (kept as the columns' names)
     first, rest = cells[0], [c for c in cells[1:] if c]
     return f"{first} : {', '.join(rest)}" if rest else first
+
+
+def mark_pitfalls(text: str, heading_path: str, label: str = "À éviter : ") -> str:
+    """The passage as written, each line under a "mistakes / à éviter" heading labelled with
+    `label` and the notes meant for the team left out (what a model may quote)."""
+    path = [h.strip() for h in heading_path.split(" > ") if h.strip()]
+    base = any(is_pitfall_heading(h) for h in path[1:])
+    stack: list[tuple[int, bool, bool]] = []  # (level, pitfall, internal)
+    out: list[str] = []
+    for line in text.splitlines():
+        heading = HEADING.match(line.strip())
+        if heading:
+            level, title = len(heading.group(1)), heading.group(2)
+            while stack and stack[-1][0] >= level:
+                stack.pop()
+            stack.append((level, is_pitfall_heading(title), is_internal(title)))
+            if not stack[-1][2]:
+                out.append(line)
+            continue
+        if any(s[2] for s in stack) or (line.strip() and is_internal(line)):
+            continue
+        if line.strip() and (base or any(s[1] for s in stack)):
+            marker = _ITEM.match(line) or _CHECKBOX.match(line)
+            start = marker.end() if marker else len(line) - len(line.lstrip())
+            line = f"{line[:start]}{label}{line[start:]}"
+        out.append(line)
+    return "\n".join(out)

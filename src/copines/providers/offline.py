@@ -203,13 +203,16 @@ class OfflineResponder:
         mistakes = bool(_MISTAKES_QUESTION.search(folded))
         figure = bool(_FIGURE_QUESTION.search(folded))
         how = bool(_HOW_QUESTION.search(folded))
-        pool = scored if mistakes else [s for s in scored if not s.unit.pitfall]
+        advice = [s for s in scored if not s.unit.pitfall]
+        # Only pitfalls found: they answer, as pitfalls ("À éviter : ...").
+        pool = scored if mistakes or not advice else advice
         if not pool:
             return []
 
         def weight(s: _Scored) -> float:
             has_figure = figure and bool(_FIGURE.search(s.unit.text))
-            return s.score + (0.25 if has_figure else 0.0)
+            asked = mistakes and s.unit.pitfall  # "quelles erreurs éviter ?"
+            return s.score + (0.25 if has_figure else 0.0) + (0.4 if asked else 0.0)
 
         best = max(pool, key=weight)
         section = [
@@ -234,7 +237,7 @@ class OfflineResponder:
             used += _words(text)
         chosen += sorted(extras, key=lambda s: s.key)
         # A pitfall that matches the question is worth a warning, labelled as one.
-        if not mistakes:
+        if pool is advice:
             for s in sorted((s for s in scored if s.unit.pitfall), key=lambda s: -s.score)[:2]:
                 if s.score >= 0.5 and used + _words(s.unit.text) <= self.budget:
                     chosen.append(s)
@@ -367,20 +370,27 @@ class OfflineResponder:
         blocks: list[list[str]] = []
         if advice:
             blocks.append([self._opening(advice[0].unit.heading, steps >= 2, emojis)])
-        current: tuple[int, int] | None = None  # the list being written: (passage, group)
-        number = 0
+        # Consecutive items of one list form one block, numbered in Audrey's voice when
+        # there are at least two of them.
+        runs: list[list[_Scored]] = []
         for s in advice:
-            line = self._line(s)
-            if s.unit.kind == "item":
-                if current == (s.passage, s.unit.group):
-                    number += 1
-                    blocks[-1].append(f"{number}. {line}" if numbered else f"- {line}")
-                    continue
-                current, number = (s.passage, s.unit.group), 1
-                blocks.append([f"1. {line}" if numbered else f"- {line}"])
-                continue
-            current = None
-            blocks.append([line])
+            same = (
+                runs
+                and s.unit.kind == "item"
+                and runs[-1][-1].unit.kind == "item"
+                and (runs[-1][-1].passage, runs[-1][-1].unit.group) == (s.passage, s.unit.group)
+            )
+            if same:
+                runs[-1].append(s)
+            else:
+                runs.append([s])
+        for run in runs:
+            if run[0].unit.kind != "item":
+                blocks.append([self._line(run[0])])
+            elif numbered and len(run) >= 2:
+                blocks.append([f"{n}. {self._line(s)}" for n, s in enumerate(run, 1)])
+            else:
+                blocks.append([f"- {self._line(s)}" for s in run])
         if pitfalls:
             blocks.append([f"- {self._line(s)}" for s in pitfalls])
         action = self._action(advice)
