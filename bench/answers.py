@@ -43,6 +43,9 @@ from copines.providers.offline import PITFALL_LABEL, OfflineResponder  # noqa: E
 from copines.text import fold  # noqa: E402
 
 MISSES = "--misses" in sys.argv
+PER_DOCUMENT = (
+    int(sys.argv[sys.argv.index("--per-document") + 1]) if "--per-document" in sys.argv else 0
+)
 EVAL = ROOT / "src" / "copines" / "eval"
 DEV = (ROOT / "examples" / "knowledge", EVAL / "dev" / "questions_sample.jsonl")
 TEST = (EVAL / "test" / "knowledge", EVAL / "test" / "questions.jsonl")
@@ -106,13 +109,18 @@ def advises_pitfall(answer: str, pitfalls: list[str]) -> list[str]:
     return bad
 
 
-async def run(knowledge: Path, questions_file: Path, show: int) -> dict:
+async def run(
+    knowledge: Path, questions_file: Path, show: int, threshold: float | None = None
+) -> dict:
     questions = [json.loads(x) for x in questions_file.read_text().splitlines() if x.strip()]
     pitfalls = pitfall_lines(knowledge)
     embedder = LocalEmbedder(threads=2)
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(
-            _env_file=None, data_dir=Path(tmp), database_url=f"sqlite:///{tmp}/bench.db"
+            _env_file=None,
+            data_dir=Path(tmp),
+            database_url=f"sqlite:///{tmp}/bench.db",
+            match_threshold=threshold,
         )
         deps = await Deps.create(settings, embedder=embedder)
         try:
@@ -122,6 +130,8 @@ async def run(knowledge: Path, questions_file: Path, show: int) -> dict:
                 print("skipped:", [(r.filename, r.detail) for r in skipped])
             from copines.turn import TurnRunner
 
+            if PER_DOCUMENT:
+                deps.retriever.per_document = PER_DOCUMENT
             runner = TurnRunner(deps)
             await runner.prepare()
             offline = OfflineResponder(max_words=settings.max_answer_words)
@@ -233,6 +243,10 @@ def main() -> None:
     parser.add_argument("--knowledge", type=Path)
     parser.add_argument("--questions", type=Path)
     parser.add_argument("--test", action="store_true", help="the sealed test part")
+    parser.add_argument("--per-document", type=int, help="passages of one document at most")
+    parser.add_argument(
+        "--threshold", type=float, help="dense similarity floor (default: the embedder's)"
+    )
     parser.add_argument("--show", type=int, default=0, help="print this many answers")
     parser.add_argument(
         "--misses",
@@ -243,7 +257,7 @@ def main() -> None:
     knowledge, questions = TEST if args.test else DEV
     knowledge = args.knowledge or knowledge
     questions = args.questions or questions
-    report = asyncio.run(run(knowledge, questions, args.show))
+    report = asyncio.run(run(knowledge, questions, args.show, args.threshold))
     print(json.dumps(report, ensure_ascii=False, indent=2))
 
 

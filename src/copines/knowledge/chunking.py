@@ -102,6 +102,20 @@ def _tail(text: str, overlap_words: int) -> str:
     return " ".join(tail)
 
 
+_DEFINITION = re.compile(r"^\s*[-*+]\s+(\*\*)?[^:\n*]{1,40}?(\*\*)?\s*:\s+\S")
+MIN_ENTRIES = 6
+
+
+def _entries(block: str) -> list[str] | None:
+    """The entries of a definition list ("- Term : what it means", six or more), else None."""
+    lines = [line for line in block.splitlines() if line.strip()]
+    starts = [i for i, line in enumerate(lines) if _DEFINITION.match(line)]
+    if len(starts) < MIN_ENTRIES or len(starts) < 0.8 * len(lines) or starts[0] != 0:
+        return None
+    bounds = [*starts, len(lines)]
+    return ["\n".join(lines[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
 def _common_path(a: list[str], b: list[str]) -> list[str]:
     out = []
     for x, y in zip(a, b, strict=False):
@@ -128,9 +142,15 @@ def chunk_document(
     sentence of its previous chunk.
     """
     units: list[tuple[list[str], str]] = []  # (path, block)
+    alone: set[int] = set()  # units that stay chunks of their own (glossary entries)
     for section in _sections(text, title):
         for block in section.blocks:
-            if len(block.split()) > max_words:
+            entries = _entries(block)
+            if entries:
+                for entry in entries:
+                    alone.add(len(units))
+                    units.append((section.path, entry))
+            elif len(block.split()) > max_words:
                 units.extend((section.path, piece) for piece in _split_long(block, max_words))
             else:
                 units.append((section.path, block))
@@ -139,8 +159,15 @@ def chunk_document(
     current_path: list[str] | None = None
     current: list[str] = []
     count = 0
-    for path, block in units:
+    for index, (path, block) in enumerate(units):
         n = len(block.split())
+        if index in alone or index - 1 in alone:
+            # An entry of a glossary-like list is a passage by itself: its vector then means
+            # that term, not the blur of twenty definitions.
+            if current_path is not None and current:
+                chunks.append((current_path, current))
+            current_path, current, count = path, [block], n
+            continue
         if current_path is None:
             current_path, current, count = path, [block], n
             continue

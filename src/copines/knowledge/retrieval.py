@@ -44,6 +44,23 @@ def fuse(dense: list[tuple[int, float]], keyword: list[int], limit: int) -> list
     return sorted(scores, key=lambda cid: scores[cid], reverse=True)[:limit]
 
 
+def diverse(ranked: list[Passage], k: int, per_document: int) -> list[Passage]:
+    """The best `k` passages, at most `per_document` of one document while others remain."""
+    chosen: list[Passage] = []
+    later: list[Passage] = []
+    counts: dict[str, int] = {}
+    for passage in ranked:
+        if len(chosen) == k:
+            break
+        if counts.get(passage.filename, 0) < per_document:
+            chosen.append(passage)
+            counts[passage.filename] = counts.get(passage.filename, 0) + 1
+        else:
+            later.append(passage)
+    chosen += later[: k - len(chosen)]
+    return chosen
+
+
 class Retriever:
     """Finds an expert's best passages: only her documents and the shared ones."""
 
@@ -57,6 +74,7 @@ class Retriever:
         candidates: int = 20,
         top_k: int = 3,
         threshold: float | None = None,
+        per_document: int = 2,
     ):
         self.store = store
         self.embedder = embedder
@@ -65,6 +83,7 @@ class Retriever:
         self.candidates = candidates
         self.top_k = top_k
         self.threshold = embedder.default_threshold if threshold is None else threshold
+        self.per_document = per_document
 
     async def search(
         self,
@@ -139,7 +158,13 @@ class Retriever:
             raise mismatch_error(stored, self.embedder.id)
         t3 = time.perf_counter()
         ids = fuse(dense, keyword, self.candidates)
-        passages = await self.store.get_passages(expert, ids, vector)
+        # The similarity floor holds for every candidate, whichever search found it: a
+        # keyword hit the embedding finds unrelated to the question does not reach the expert.
+        passages = [
+            p
+            for p in await self.store.get_passages(expert, ids, vector)
+            if p.dense_score >= self.threshold
+        ]
         dense_rank = {cid: i for i, (cid, _) in enumerate(dense)}
         keyword_rank = {cid: i for i, cid in enumerate(keyword)}
         for fused_rank, passage in enumerate(passages):
@@ -147,7 +172,9 @@ class Retriever:
             passage.keyword_rank = keyword_rank.get(passage.chunk_id)
             passage.fused_score = 1.0 / (RRF_K + fused_rank + 1)
         t4 = time.perf_counter()
-        ranked = await self.reranker.rerank(query, passages, k or self.top_k)
+        k = k or self.top_k
+        ranked = await self.reranker.rerank(query, passages, len(passages))
+        ranked = diverse(ranked, k, self.per_document)
         t5 = time.perf_counter()
         timings.update(hydrate=(t4 - t3) * 1000, rerank=(t5 - t4) * 1000)
         return RetrievalResult(expert, ranked, len(passages), timings)

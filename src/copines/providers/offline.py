@@ -369,7 +369,13 @@ class OfflineResponder:
         steps = sum(1 for s in advice if s.unit.kind == "item")
         blocks: list[list[str]] = []
         if advice:
-            blocks.append([self._opening(advice[0].unit.heading, steps >= 2, emojis)])
+            # The section's heading names the topic; a document's title would name a source.
+            titles = {p.title for p in passages} | {
+                p.heading_path.split(" > ")[0] for p in passages
+            }
+            heading = advice[0].unit.heading
+            topic = "" if heading in titles else heading
+            blocks.append([self._opening(topic, steps >= 2, emojis)])
         # Consecutive items of one list form one block, numbered in Audrey's voice when
         # there are at least two of them.
         runs: list[list[_Scored]] = []
