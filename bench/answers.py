@@ -161,6 +161,7 @@ class _Stats:
                 "in_turn",
                 "pitfall",
                 "retrieval_q",
+                "words",
             )
         }
         self.pitfall_examples: list[str] = []
@@ -184,6 +185,7 @@ class _Stats:
             ),
             "fact in answer (whole turn)": round(n["in_turn"] / facts, 3),
             "answers giving a pitfall as advice": n["pitfall"],
+            "mean words of an offline answer": round(n["words"] / questions),
             "pitfall examples": self.pitfall_examples[:5],
         }
 
@@ -213,6 +215,7 @@ async def _one(deps, runner, offline, q, owners, pitfalls, stats: _Stats, show: 
         if hybrid
         else ""
     )
+    n["words"] += len(answer.split())
     given = pitfalls + ([norm(q["pitfall"])] if q.get("pitfall") else [])
     bad = advises_pitfall(answer, given) + advises_pitfall(turn.response, given)
     if bad:

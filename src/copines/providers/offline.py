@@ -52,6 +52,8 @@ _DEFINITION = re.compile(
 )
 
 MAX_ITEMS = 8
+EXTRA_LINES = 3  # lines from elsewhere in the passages that match the question well
+EXTRA_FLOOR = 0.3  # ... this well (weight: word overlap + 0.8 x cosine)
 SEMANTIC_WEIGHT = 0.8  # the cosine (USE: 0.1 unrelated to 0.6 close) against word overlap
 WORD_BUDGET = 230  # room left for the opening and the closing line under the 300-word cap
 INTRO_PENALTY = 0.12  # a document's opening paragraph restates its title: weaker evidence
@@ -225,8 +227,13 @@ class OfflineResponder:
         taken = {s.key for s in chosen}
         extras: list[_Scored] = []
         for s in sorted(pool, key=lambda s: -weight(s))[:10]:
-            floor = 0.34 if used >= 70 else 0.2
-            if len(extras) >= 3 or s.key in taken or weight(s) < floor or _announces(s.unit.text):
+            floor = EXTRA_FLOOR if used >= 70 else 0.2
+            if (
+                len(extras) >= EXTRA_LINES
+                or s.key in taken
+                or weight(s) < floor
+                or _announces(s.unit.text)
+            ):
                 continue
             text = s.unit.text
             if s.unit.kind == "para" and _words(text) > 40:
