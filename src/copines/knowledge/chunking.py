@@ -252,6 +252,7 @@ class Unit:
     pitfall: bool = False  # under a "mistakes / à éviter" heading
     internal: bool = False  # a note for the team
     ordered: bool = False  # an item of a numbered list (steps)
+    nested: bool = False  # an item indented under another one
 
     @property
     def lead_in(self) -> bool:
@@ -355,6 +356,7 @@ class _Reader:
             pitfall=any(s[2] for s in stack),
             internal=any(s[3] for s in stack) or is_internal(raw),
             ordered=kind == "item" and bool(re.match(r"^\s*\d+[.)]\s", raw)),
+            nested=kind == "item" and raw.startswith(("  ", "\t")),
         )
 
 

@@ -381,7 +381,8 @@ class OfflineResponder:
                 p.heading_path.split(" > ")[0] for p in passages
             }
             heading = advice[0].unit.heading
-            topic = "" if heading in titles else heading
+            named = _overlap(set(search_terms(question)), heading) > 0  # it names her topic
+            topic = heading if named and heading not in titles else ""
             blocks.append([self._opening(topic, steps >= 2, emojis)])
         # Consecutive items of one list form one block, numbered in Audrey's voice when
         # there are at least two of them.
@@ -397,13 +398,28 @@ class OfflineResponder:
                 runs[-1].append(s)
             else:
                 runs.append([s])
+        shown = advice[0].unit.heading if advice else ""
         for run in runs:
+            block: list[str] = []
+            heading = run[0].unit.heading
+            if run[0].unit.kind == "item" and heading != shown and heading not in titles:
+                # A list from another section says which: its heading comes with it.
+                block.append(f"**{heading}**")
+            shown = heading
             if run[0].unit.kind != "item":
-                blocks.append([self._line(run[0])])
-            elif numbered and len(run) >= 2:
-                blocks.append([f"{n}. {self._line(s)}" for n, s in enumerate(run, 1)])
+                block.append(self._line(run[0]))
             else:
-                blocks.append([f"- {self._line(s)}" for s in run])
+                count = sum(1 for s in run if not s.unit.nested)
+                number = 0
+                for s in run:
+                    if s.unit.nested:
+                        block.append(f"   - {self._line(s)}")
+                    elif numbered and count >= 2:
+                        number += 1
+                        block.append(f"{number}. {self._line(s)}")
+                    else:
+                        block.append(f"- {self._line(s)}")
+            blocks.append(block)
         if pitfalls:
             blocks.append([f"- {self._line(s)}" for s in pitfalls])
         action = self._action(advice)
