@@ -3,6 +3,7 @@
     .venv/bin/python bench/postprocess.py FILE [FILE...]    # lines {id, message, history,
                                                             #        sentiment, upsell, loop}
     .venv/bin/python bench/postprocess.py --errors FILE     # also print each wrong line
+    .venv/bin/python bench/postprocess.py --lexicon FILE    # the cue lists alone
 
 Runs `copines.postprocess.analyze` offline (local USE embedder, no orchestrator hints) as a
 turn does, and prints precision, recall and F1 per class: sentiment's macro F1 over its three
@@ -87,7 +88,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("files", type=Path, nargs="+")
     parser.add_argument("--errors", action="store_true", help="print each wrong line")
+    parser.add_argument(
+        "--lexicon", action="store_true", help="the cue lists alone (no learnt model)"
+    )
     args = parser.parse_args()
+    if args.lexicon:
+        import copines.postprocess
+
+        copines.postprocess.default_model = lambda: None
     for path in args.files:
         print(json.dumps(asyncio.run(run(path, args.errors)), ensure_ascii=False, indent=1))
 
