@@ -167,10 +167,10 @@ class LocalEmbedder(Embedder):
     dim = 512
     # The similarity floor of every passage, whichever search found it (docs/quality.md,
     # "Retrieval"): on the sample knowledge and 150 labelled questions, the relevant
-    # document's best chunk scores 0.07-0.68 (p5 0.16, median 0.32), other chunks a median
-    # 0.07 (p90 0.17). At 0.15, 96% of relevant chunks pass and 15% of the others; recall@3
-    # of the whole search is as at 0.08-0.12, while 0.18 loses 4 points and 0.22 (the former
-    # floor, when keyword hits skipped it) 12.
+    # document's best chunk scores 0.07-0.68 (p5 0.17, median 0.32), other chunks a median
+    # 0.05 (p90 0.16). At 0.15, 97% of relevant chunks pass and 11% of the others; recall@3
+    # of the whole search is as at 0.12, while 0.18 loses 5 points and 0.22 (the former
+    # floor, when keyword hits skipped it) 13.
     default_threshold = 0.15
     batch_size = 64
     split_min = 16  # texts per worker below which a batch is not split
