@@ -29,6 +29,7 @@ def _sections(text: str, title: str) -> list[Section]:
     stack: list[tuple[int, str]] = []
     paragraph: list[str] = []
     in_fence = False
+    opened = False  # a heading was read
 
     def flush() -> None:
         if paragraph:
@@ -44,7 +45,14 @@ def _sections(text: str, title: str) -> list[Section]:
             paragraph.append(line)
             continue
         match = None if in_fence else HEADING.match(stripped)
+        if match and title and match.group(1) == "#" and not opened and not paragraph:
+            # The document's own first line ("# Its title", under a front matter title):
+            # the title already heads every path.
+            opened = True
+            flush()
+            continue
         if match:
+            opened = True
             flush()
             level, heading = len(match.group(1)), match.group(2).strip()
             while stack and stack[-1][0] >= level:
