@@ -36,3 +36,11 @@ async def test_keyword_hits_under_the_threshold_never_reach_the_expert(knowledge
 
 async def test_the_default_floor_is_the_embedders(knowledge_deps: Deps):
     assert knowledge_deps.retriever.threshold == knowledge_deps.embedder.default_threshold == 0.15
+
+
+def test_abbreviations_reach_the_documents_words():
+    from copines.knowledge.retrieval import lexical_query
+
+    assert "rendez-vous" in lexical_query("mes clientes oublient leurs rdv")
+    assert "instagram" in lexical_query("ma bio insta")
+    assert lexical_query("Comment créer un tunnel ?") == "Comment créer un tunnel ?"

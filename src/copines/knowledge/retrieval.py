@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -15,11 +16,57 @@ from copines.providers.embeddings import Embedder
 from copines.providers.rerank import Reranker
 from copines.store.base import Passage, Store
 from copines.store.sqlite import mismatch_error
-from copines.text import search_terms
+from copines.text import fold, search_terms
 
 T = TypeVar("T")
 
 RRF_K = 60
+
+# What visitors abbreviate or say in English, and the words the documents use instead: the
+# expansion only feeds the word-matching parts (keyword search, reranker, offline answer).
+ABBREVIATIONS = {
+    "rdv": "rendez-vous",
+    "insta": "instagram",
+    "ig": "instagram",
+    "mail": "email",
+    "mails": "emails",
+    "dm": "messages privés",
+    "dms": "messages privés",
+    "mp": "message privé",
+    "pb": "problème",
+    "stats": "statistiques",
+    "abo": "abonnées",
+    "abos": "abonnées",
+    "pub": "publicité",
+    "pubs": "publicités",
+    "cta": "appel à l'action",
+    "tuto": "tutoriel",
+    "newsletter": "newsletter email",
+    "funnel": "tunnel",
+    "funnels": "tunnels",
+    "landing": "page",
+    "optin": "inscription",
+    "opt-in": "inscription",
+    "followers": "abonnées",
+    "follower": "abonnée",
+    "feed": "fil",
+    "post": "publication",
+    "posts": "publications",
+    "caption": "légende",
+    "captions": "légendes",
+    "hashtag": "hashtags",
+}
+_TOKEN = re.compile(r"[\w'-]+", re.UNICODE)
+
+
+def lexical_query(query: str) -> str:
+    """The question with the documents' words added after the visitor's abbreviations."""
+    extra = [
+        ABBREVIATIONS[word]
+        for word in dict.fromkeys(_TOKEN.findall(fold(query)))
+        if word in ABBREVIATIONS
+    ]
+    return f"{query} {' '.join(extra)}" if extra else query
 
 
 @dataclass
@@ -107,7 +154,7 @@ class Retriever:
             finally:
                 timings[name] = (time.perf_counter() - started) * 1000
 
-        terms = search_terms(query)
+        terms = search_terms(lexical_query(query))
         if vector is not None and self.store.searches_inline():
             # Both searches run on this thread without waiting on anything: a task to run
             # them side by side would only cost its own creation.
@@ -173,7 +220,7 @@ class Retriever:
             passage.fused_score = 1.0 / (RRF_K + fused_rank + 1)
         t4 = time.perf_counter()
         k = k or self.top_k
-        ranked = await self.reranker.rerank(query, passages, len(passages))
+        ranked = await self.reranker.rerank(lexical_query(query), passages, len(passages))
         ranked = diverse(ranked, k, self.per_document)
         t5 = time.perf_counter()
         timings.update(hydrate=(t4 - t3) * 1000, rerank=(t5 - t4) * 1000)

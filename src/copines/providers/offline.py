@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 
 from copines.experts import Expert
 from copines.knowledge.chunking import Unit, passage_units
+from copines.knowledge.retrieval import lexical_query
 from copines.providers.embeddings import Embedder
 from copines.store.base import Passage
 from copines.text import fold, search_terms, stem, words
@@ -159,7 +160,7 @@ class OfflineResponder:
         """Every usable unit of the best three passages, scored against the question: the
         share of its words it holds, its heading's, and (when known) the cosine of their
         embeddings, which finds the answer to a question worded unlike it."""
-        terms = set(search_terms(question))
+        terms = set(search_terms(lexical_query(question)))
         definition = _DEFINITION.search(fold(question)) is not None
         out: list[_Scored] = []
         for rank, index, unit, opening in self._readable(passages):
@@ -313,7 +314,7 @@ class OfflineResponder:
 
     @staticmethod
     def _best_sentences(question: str, text: str, figure: bool, n: int) -> str:
-        terms = set(search_terms(question))
+        terms = set(search_terms(lexical_query(question)))
         sentences = _sentences(text)
         ranked = sorted(
             range(len(sentences)),
@@ -381,7 +382,9 @@ class OfflineResponder:
                 p.heading_path.split(" > ")[0] for p in passages
             }
             heading = advice[0].unit.heading
-            named = _overlap(set(search_terms(question)), heading) > 0  # it names her topic
+            named = (
+                _overlap(set(search_terms(lexical_query(question))), heading) > 0
+            )  # it names her topic
             topic = heading if named and heading not in titles else ""
             blocks.append([self._opening(topic, steps >= 2, emojis)])
         # Consecutive items of one list form one block, numbered in Audrey's voice when
