@@ -163,10 +163,12 @@ _UPSELL = re.compile(
 # frustration with her own tunnel or reels is not one: each cue names the agency's side.
 _AT_US = r"(vous|votre|vos|ton|tes|t'es|tu es|l'agence|ce chat|ce bot|ce service|ce truc|ca)"
 _COMPLAINT = {
+    # A demand for her money back; a question about the refund policy is not one.
     "refund": re.compile(
-        r"\b(rembours\w*|recuperer mon argent|rendre mon argent|annuler (ma|mon) "
-        r"(commande|inscription|abonnement|achat|paiement)|retractation|chargeback|"
-        r"litige bancaire|faire opposition)"
+        r"(\bje (veux|voudrais|souhaite|demande|exige|reclame)( [\w']+){0,2} (un |mon |le )?"
+        r"rembourse|\brembourse[sz]?-moi|\bremboursez|\bme faire rembourser|"
+        r"\brecuperer mon argent|\brendre mon argent|\bannuler (ma|mon) (commande|achat|"
+        r"paiement)|\bchargeback|\blitige bancaire|\bfaire opposition)"
     ),
     "insult": re.compile(
         r"(\b(vous etes|t'es|tu es)( vraiment| trop| completement)? (nulle?s?|nuls|"

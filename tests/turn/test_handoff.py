@@ -125,3 +125,14 @@ async def test_an_insult_reaches_a_human_with_an_apology_not_lead_magnet_lines(k
     [open_escalation] = await knowledge_deps.store.list_escalations()
     assert open_escalation.conversation_id == conversation.id
     assert open_escalation.meta["reason"] == "complaint"
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Est-ce que la formation est remboursable si elle ne me convient pas ?",
+        "Quel est le délai pour demander un remboursement ?",
+    ],
+)
+def test_a_question_about_the_refund_policy_is_not_a_complaint(question: str):
+    assert complaint(question) == ""
