@@ -171,13 +171,16 @@ _COMPLAINT = {
         r"paiement)|\bchargeback|\blitige bancaire|\bfaire opposition)"
     ),
     "insult": re.compile(
-        r"(\b(vous etes|t'es|tu es)( vraiment| trop| completement)? (nulle?s?|nuls|"
-        r"incompetent\w*|inutiles?|bidon|des escrocs|des voleu\w*|une arnaque)\b|"
+        r"(\bbande d'(incapables|escrocs|nulles|nuls|voleu\w*|arnaqueu\w*)|"
+        r"\b(vous etes|t'es|tu es|bande de)( vraiment| trop| completement| des)? "
+        r"(nulle?s?|nuls|incompetent\w*|incapables?|inutiles?|bidon|escrocs?|voleu\w*|"
+        r"arnaqueu\w*|une arnaque)\b|"
         r"\bsert a rien\b.{0,20}\b(votre|vos|ce truc|ce chat|ce bot|ce service)\b|"
         r"\b(votre|vos|ton|ce) (truc|chat|bot|service|formation|programme|accompagnement|"
         r"agence|outil|assistant|robot)( \w+)? (ne )?sert a rien\b|"
-        r"\barnaque\w*|\bescro\w*|\bvoleu\w*|\bfoutage de gueule|\bvous (vous )?foutez|"
-        r"\bse fout de|\bde la merde\b|\bmerdique|\bpourri\w*\b.{0,20}" + _AT_US + ")"
+        r"\b(c'est|c'etait) (une |de l')arnaque|\bvous m'avez (arnaque|escroque|vole)\w*|"
+        r"\bfoutage de gueule|\bvous (vous )?foutez|\bse fout de (moi|nous)|\bta gueule|"
+        r"\bde la merde\b|\bmerdique|\b(votre|vos|ce) \w+ (est |sont )?pourri)"
     ),
     "complaint": re.compile(
         r"\b(plainte|reclamation|je (me )?plains|inadmissible|inacceptable|honteux|"
