@@ -71,10 +71,20 @@ def test_a_pitfall_line_is_never_given_as_advice(question: str, shown: bool):
         assert bool(found) or not shown, text
 
 
-def test_a_passage_under_a_pitfall_heading_is_labelled_whole():
+@pytest.mark.parametrize(
+    "heading",
+    [
+        "Les pièges à éviter",
+        "Ce qu'il ne faut pas faire",
+        "Erreurs fréquentes",
+        "À ne pas faire",
+        "Common mistakes",
+    ],
+)
+def test_a_passage_under_a_pitfall_heading_is_labelled_whole(heading: str):
     passage = chunk(
         "- Offrir un ebook de 40 pages que personne ne lit.\n- Demander le téléphone.",
-        heading="La séquence de bienvenue > Les pièges à éviter",
+        heading=f"La séquence de bienvenue > {heading}",
     )
     text = OFFLINE.answer(AUDREY, "Je peux offrir un ebook de 40 pages en cadeau ?", [passage])
     lines = lines_with(text, "ebook de 40 pages")

@@ -226,6 +226,7 @@ def chunk_document(
 # "Comment éviter X" is advice about avoiding X, so plain "éviter" is not enough.
 _PITFALL = re.compile(
     r"(\ba eviter\b|\bfaut eviter\b|\berreurs?\b|\bpieges?\b|\bne (pas|jamais) faire\b|"
+    r"\bne faut (pas|jamais)\b|\ba ne (pas|jamais) faire\b|\ba proscrire\b|"
     r"\bfaux pas\b|\bfausses? bonnes? idees?\b|\bmauvaises? pratiques?\b|\bidees? recues?\b|"
     r"\bmythes?\b|\becueils?\b|\bmistakes?\b|\bpitfalls?\b|\bdon'?ts\b|\bwhat not to do\b|"
     r"\banti-?patterns?\b)"
