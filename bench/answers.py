@@ -93,6 +93,24 @@ def pitfall_lines(folder: Path) -> list[str]:
     return lines
 
 
+def defects(answer: str) -> list[str]:
+    """What a visitor cannot use: checklist boxes, a note for the team, a lead-in (a paragraph
+    ending with ':') whose list is not there, a source named in the text."""
+    found = []
+    if re.search(r"\[[ xX]?\]", answer):
+        found.append("checklist")
+    if re.search(r"note interne|\btodo\b|fixme", fold(answer)):
+        found.append("internal note")
+    paragraphs = answer.split("\n\n")
+    for i, paragraph in enumerate(paragraphs):
+        following = paragraphs[i + 1] if i + 1 < len(paragraphs) else ""
+        if paragraph.rstrip().endswith(":") and not re.match(r"^(\d+\.|-|\*\*)", following):
+            found.append("lead-in alone")
+    if re.search(r"(^|\n)\W*sources? :|hors ligne|relis la fiche", fold(answer)):
+        found.append("source or offline note")
+    return found
+
+
 def advises_pitfall(answer: str, pitfalls: list[str]) -> list[str]:
     """The answer's lines that give a pitfall without the label."""
     bad = []
@@ -162,9 +180,11 @@ class _Stats:
                 "pitfall",
                 "retrieval_q",
                 "words",
+                "defects",
             )
         }
         self.pitfall_examples: list[str] = []
+        self.defect_examples: list[str] = []
         self.misses: list[str] = []
 
     def report(self, questions: int, documents: int) -> dict:
@@ -186,6 +206,8 @@ class _Stats:
             "fact in answer (whole turn)": round(n["in_turn"] / facts, 3),
             "answers giving a pitfall as advice": n["pitfall"],
             "mean words of an offline answer": round(n["words"] / questions),
+            "answers with a defect (checklist, note, lone lead-in, source)": n["defects"],
+            "defect examples": self.defect_examples[:5],
             "pitfall examples": self.pitfall_examples[:5],
         }
 
@@ -216,6 +238,10 @@ async def _one(deps, runner, offline, q, owners, pitfalls, stats: _Stats, show: 
         else ""
     )
     n["words"] += len(answer.split())
+    flaws = defects(answer) + defects(turn.response)
+    if flaws:
+        n["defects"] += 1
+        stats.defect_examples.append(f"{q['id']}: {', '.join(sorted(set(flaws)))}")
     given = pitfalls + ([norm(q["pitfall"])] if q.get("pitfall") else [])
     bad = advises_pitfall(answer, given) + advises_pitfall(turn.response, given)
     if bad:
