@@ -28,6 +28,7 @@ from copines.escalation import (
     with_complaint,
 )
 from copines.knowledge.retrieval import RetrievalResult
+from copines.mail import Mailer
 from copines.postprocess import ACCOMPANIMENT_NOTE, Analysis, analyze, format_answer
 from copines.prompts import expert_messages
 from copines.providers.chat import ChatClient, ChatResult
@@ -178,6 +179,7 @@ class TurnRunner:
         self.offline = OfflineResponder(max_words=settings.max_answer_words)
         self.background = Background()
         self.webhook = WebhookNotifier(settings.escalation_webhook)
+        self.mailer = Mailer(settings)
 
     async def prepare(self) -> None:
         """Embed the routing exemplars now rather than during the first visitor's turn."""
@@ -552,6 +554,8 @@ class TurnRunner:
                 self.background.spawn(
                     self.webhook.send(webhook_payload(escalation)), name="escalation-webhook"
                 )
+            if self.mailer.enabled and not escalation.merged:
+                self.background.spawn(self.mailer.send_handoff(escalation), name="escalation-email")
         elif decision.agent != turn.previous_expert:
             await deps.store.set_conversation_expert(turn.conversation_id, decision.agent)
         expert = deps.experts.get(decision.agent)
