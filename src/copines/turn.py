@@ -25,6 +25,7 @@ from copines.escalation import (
     handoff_message,
     record_escalation,
     webhook_payload,
+    with_complaint,
 )
 from copines.knowledge.retrieval import RetrievalResult
 from copines.mail import Mailer
@@ -264,8 +265,10 @@ class TurnRunner:
         finally:
             turn.user_message_id = await save_user
         t = time.perf_counter()
-        decision = turn.decision
-        assert decision is not None
+        assert turn.decision is not None
+        decision = turn.decision = with_complaint(turn.decision, message)
+        if decision.escalated:
+            turn.retrieval = None  # a human answers: no passages, no sources
         yield TurnEvent("decision", self._decision_event(decision))
         passages = turn.retrieval.passages if turn.retrieval else []
         sources = [_source(p) for p in passages]
@@ -332,7 +335,7 @@ class TurnRunner:
             return
         expert = deps.experts[decision.agent]
         if self.chat is None:
-            turn.text = self.offline.answer(expert, turn.message, passages)
+            turn.text = await self.offline.compose(expert, turn.message, passages, deps.embedder)
             return
         prompt = expert_messages(
             expert,
