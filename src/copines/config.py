@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 OPENROUTER_URL = "https://openrouter.ai/api/v1"
@@ -23,6 +23,8 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
     "openai/gpt-4o-mini": (0.15, 0.60),
     "text-embedding-3-small": (0.02, 0.0),
 }
+
+MIN_SECRET_CHARS = 16  # the link secret and the IP hash key, when set
 
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "admin", "token", "xxx", "test"}
 
@@ -122,13 +124,17 @@ class Settings(BaseSettings):
     site_url: str = "http://localhost:8000/"
     reply_link_days: int = 30  # how long that link opens the conversation
     # Privacy: the agency's policy (linked from the widget), how long conversations are kept
-    # after their last message, how often `copines serve` purges older ones, and the key of
-    # the hash that replaces visitors' IP addresses (derived from the admin token when unset).
+    # after their last message, how often `copines serve` purges older ones. The key of the
+    # hash that replaces visitors' IP addresses and the secret that signs reply links: when
+    # unset, generated on the first start and kept in the store (docs/privacy.md); at least
+    # MIN_SECRET_CHARS characters when set. The previous link secret is still accepted while
+    # the links it signed expire.
     privacy_url: str = "https://lagencedescopines.com/confidentialite"
     retention_days: int = 365
     purge_interval_hours: float = 24.0
     ip_hash_key: SecretStr | None = None
-    link_secret: SecretStr | None = None  # signs reply links; derived from the admin token too
+    link_secret: SecretStr | None = None
+    link_secret_previous: SecretStr | None = None
     assistant_name: str = "Lou"  # signs the automatic messages (hand-offs), labelled "assistante"
     log_message_text: bool = False
     # Local router: the calibrated confidence from which it decides without the orchestrator
@@ -187,6 +193,20 @@ class Settings(BaseSettings):
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("ip_hash_key", "link_secret", "link_secret_previous", mode="before")
+    @classmethod
+    def _key(cls, value: object, info: ValidationInfo) -> object:
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            return None  # empty means unset: the stored key is used, never an empty one
+        if isinstance(raw, str) and len(raw) < MIN_SECRET_CHARS:
+            name = f"COPINES_{(info.field_name or '').upper()}"
+            raise ValueError(
+                f"{name} is shorter than {MIN_SECRET_CHARS} characters: use a long random "
+                "value (python -c 'import secrets; print(secrets.token_urlsafe(32))'), or unset it"
+            )
+        return value
 
     @field_validator("n8n_addresses")
     @classmethod

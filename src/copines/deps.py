@@ -10,6 +10,7 @@ from copines.experts import Expert, load_experts
 from copines.knowledge.ingest import Ingester
 from copines.knowledge.ownership import OwnerTagger
 from copines.knowledge.retrieval import Retriever
+from copines.privacy import PrivacyKeys, load_keys
 from copines.providers.chat import ChatClient
 from copines.providers.embeddings import Embedder, build_embedder
 from copines.providers.rerank import Reranker, build_reranker
@@ -51,6 +52,7 @@ class Deps:
     reranker: Reranker
     retriever: Retriever
     tagger: OwnerTagger
+    keys: PrivacyKeys
     chat: ChatClient | None = None  # None: no model configured, the offline responder answers
 
     @classmethod
@@ -59,6 +61,7 @@ class Deps:
         experts = load_experts(settings.experts_dir)
         store = create_store(settings)
         await store.open()
+        keys = await load_keys(store, settings)
         embedder = embedder or build_embedder(settings)
         reranker = build_reranker(settings)
         retriever = Retriever(
@@ -74,7 +77,7 @@ class Deps:
         chat = ChatClient.from_settings(settings) if settings.llm_enabled else None
         for line in describe_parts(settings):
             log.info("%s", line)
-        return cls(settings, experts, store, embedder, reranker, retriever, tagger, chat=chat)
+        return cls(settings, experts, store, embedder, reranker, retriever, tagger, keys, chat=chat)
 
     def ingester(self) -> Ingester:
         return Ingester(self.store, self.embedder, self.experts, self.tagger)

@@ -20,8 +20,9 @@ log = logging.getLogger("copines.mail")
 class Mailer:
     """Sends plain-text emails; `enabled` is False without COPINES_SMTP_URL."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, link_key: bytes):
         self.settings = settings
+        self.link_key = link_key
         self._url = settings.smtp_url.get_secret_value() if settings.smtp_url else ""
 
     @property
@@ -64,7 +65,7 @@ class Mailer:
             f"Bonjour,\n\n{author}, de l'équipe de L'Agence des Copines, t'a répondu :\n\n"
             f"{text}\n\n"
             f"Pour lire la conversation et répondre, ouvre ce lien (valable {s.reply_link_days} "
-            f"jours, sur n'importe quel appareil) :\n{reopen_link(s, conversation_id)}\n\n"
+            f"jours, sur n'importe quel appareil) :\n{reopen_link(s, self.link_key, conversation_id)}\n\n"
             "Ne transfère pas cet email : le lien donne accès à ta conversation.\n"
             "Tu le reçois parce que tu as laissé ton adresse dans le chat ; tu peux la retirer "
             f"depuis le chat à tout moment. Notre politique de confidentialité : {s.privacy_url}\n"

@@ -176,7 +176,7 @@ class TurnRunner:
         self.offline = OfflineResponder(max_words=settings.max_answer_words)
         self.background = Background()
         self.webhook = WebhookNotifier(settings.escalation_webhook)
-        self.mailer = Mailer(settings)
+        self.mailer = Mailer(settings, deps.keys.link)
 
     async def prepare(self) -> None:
         """Load the router and embed the experts' exemplars before the first visitor's turn."""

@@ -3,15 +3,22 @@ and in the real Redis (shared by two app instances)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import httpx
 import pytest
 
 from copines.api.ratelimit import MemoryLimiter, Rule
-from copines.privacy import hash_ip
+from copines.privacy import hash_ip, load_keys
+from copines.store import create_store
 
 LIMITED = {"rate_per_minute": 3, "rate_per_day_ip": 100, "rate_new_conversations_per_hour": 50}
+
+
+async def _ip_key(settings) -> bytes:
+    async with create_store(settings) as store:
+        return (await load_keys(store, settings)).ip
 
 
 def send(url: str, message: str = "Bonjour, une question ?", turn: dict | None = None, ip=None):
@@ -139,7 +146,7 @@ def test_redis_limits_are_shared_by_two_app_instances(serve, api_settings, redis
         assert all(0 < client.pttl(k) <= 86_400_000 for k in keys)
         # The address is kept only as its keyed hash, never in clear.
         assert not any("127.0.0.1" in k for k in keys), keys
-        assert any(hash_ip(settings, "127.0.0.1") in k for k in keys), keys
+        assert any(hash_ip(asyncio.run(_ip_key(settings)), "127.0.0.1") in k for k in keys), keys
     finally:
         client.close()
 

@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from copines.privacy import reopen_token
+from copines.privacy import load_keys, reopen_token
 from copines.store import create_store
 from tests.admin.conftest import AUTHOR, CSRF_RE, TOKEN, sign_in
 
@@ -32,6 +32,11 @@ def reach_settings(api_settings, smtp_server):
 
 def _link_of(body: str) -> str:
     return re.search(r"https://lagencedescopines\.test/contact#copines=(\S+)", body).group(1)
+
+
+async def _link_key(settings) -> bytes:
+    async with create_store(settings) as store:
+        return (await load_keys(store, settings)).link
 
 
 async def _open_escalations(settings) -> list:
@@ -131,7 +136,8 @@ async def test_the_team_reply_reaches_her_by_email_with_a_link_that_reopens_it(
             ).status_code
             == 404
         )
-        old = reopen_token(reach_settings, cid, now=time.time() - 40 * 86400)
+        key = await _link_key(reach_settings)
+        old = reopen_token(key, cid, days=30, now=time.time() - 40 * 86400)
         assert (
             http.get(f"/api/conversations/{cid}", headers={"X-Conversation-Token": old}).status_code
             == 404

@@ -283,6 +283,11 @@ class Store(ABC):
     async def session_revoked(self, nonce: str) -> bool:
         """True when the console session `nonce` was closed before its expiry."""
 
+    @abstractmethod
+    async def meta_setdefault(self, key: str, value: str) -> str:
+        """The `meta` row `key`, written with `value` first if absent (the first writer wins
+        when several processes start at once)."""
+
     # Knowledge -----------------------------------------------------------------------
     @abstractmethod
     async def get_embedder_id(self) -> str | None:

@@ -97,6 +97,17 @@ class ConversationsMixin:
             ).fetchone()
         return row is not None
 
+    async def meta_setdefault(self, key: str, value: str) -> str:
+        async with self._conn() as conn:
+            await conn.execute(
+                "INSERT INTO copines.meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING",
+                (key, value),
+            )
+            row = await (
+                await conn.execute("SELECT value FROM copines.meta WHERE key = %s", (key,))
+            ).fetchone()
+        return row["value"]
+
     async def set_conversation_expert(self, conversation_id: str, expert: str | None) -> None:
         async with self._conn() as conn:
             await conn.execute(

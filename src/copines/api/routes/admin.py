@@ -308,7 +308,7 @@ async def create_team_reply(
         await deps.store.set_escalation_status(escalation_id, "handled")
     msg = "replied"
     if conversation.email:
-        mailer = Mailer(deps.settings)
+        mailer = Mailer(deps.settings, deps.keys.link)
         sent = mailer.enabled and await mailer.send_reply(
             conversation.email, conversation_id, author, text
         )

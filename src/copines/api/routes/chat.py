@@ -27,7 +27,6 @@ from copines.api.schemas import ChatCreate, ChatPublic, ErrorPublic
 from copines.conversations import hash_token, open_conversation, start_conversation
 from copines.deps import Deps
 from copines.errors import InputError, StoreBusyError
-from copines.privacy import link_key
 from copines.routing import ASSISTANT
 from copines.store.base import Conversation
 
@@ -106,7 +105,7 @@ async def _open_turn(
         )
     if body.conversation_id:
         conversation = await open_conversation(
-            deps.store, body.conversation_id, token, link_key(deps.settings)
+            deps.store, body.conversation_id, token, deps.keys.link_accepted
         )
         if conversation is None:
             raise HTTPException(404, detail=NOT_FOUND)

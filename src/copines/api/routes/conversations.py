@@ -12,7 +12,6 @@ from copines.api.deps import DepsDep, TokenHeader
 from copines.api.schemas import ConversationPublic, EmailUpdate, ErrorPublic, MessagePublic
 from copines.conversations import open_conversation
 from copines.deps import Deps
-from copines.privacy import link_key
 from copines.routing import ASSISTANT, ASSISTANT_COLOR
 from copines.store.base import Conversation, Message
 from copines.text import initials_of
@@ -61,7 +60,7 @@ def message_public(message: Message, deps: Deps) -> MessagePublic:
 
 async def visitor_conversation(deps: Deps, conversation_id: str, token: str | None) -> Conversation:
     conversation = await open_conversation(
-        deps.store, conversation_id, token, link_key(deps.settings)
+        deps.store, conversation_id, token, deps.keys.link_accepted
     )
     if conversation is None:
         raise HTTPException(404, detail=NOT_FOUND)
