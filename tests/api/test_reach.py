@@ -163,6 +163,23 @@ async def test_the_team_reply_reaches_her_by_email_with_a_link_that_reopens_it(
         assert not [e for e in await _open_escalations(reach_settings) if e.conversation_id == cid]
 
 
+@pytest.mark.parametrize(
+    "address", ["a:b@c.fr", "x@[127.0.0.1].fr", "a)@b.fr", "marie@exemple..fr", "m\x00@exemple.fr"]
+)
+def test_an_address_smtp_would_refuse_gets_a_french_422_and_keeps_none(
+    client: httpx.Client, address: str
+):
+    turn = client.post("/api/chat", json={"message": "Bonjour"}).json()
+    cid, mine = turn["conversation_id"], {"X-Conversation-Token": turn["token"]}
+    refused = client.post(f"/api/conversations/{cid}/email", json={"email": address}, headers=mine)
+    assert refused.status_code == 422 and "adresse email" in refused.json()["detail"]
+    assert client.get(f"/api/conversations/{cid}", headers=mine).json().get("email") is None
+    kept = client.post(
+        f"/api/conversations/{cid}/email", json={"email": "Marie@Exemple.FR"}, headers=mine
+    )
+    assert kept.status_code == 204
+
+
 def test_the_favicon_is_served(client: httpx.Client):
     icon = client.get("/favicon.ico")
     assert icon.status_code == 200
