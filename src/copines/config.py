@@ -114,7 +114,8 @@ class Settings(BaseSettings):
     escalation_webhook: str | None = None
     # Email: replies of the team to visitors who left an address, and each new hand-off to the
     # team (smtp://user:password@host:port, or smtps:// for implicit TLS; starttls by default
-    # on port 587). Without it, nothing is sent by email.
+    # on port 587, required with a password unless the host is this machine). Without it,
+    # nothing is sent by email.
     smtp_url: SecretStr | None = None
     smtp_from: str = "L'Agence des Copines <bonjour@lagencedescopines.com>"
     smtp_timeout: float = 10.0
@@ -205,6 +206,19 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"{name} is shorter than {MIN_SECRET_CHARS} characters: use a long random "
                 "value (python -c 'import secrets; print(secrets.token_urlsafe(32))'), or unset it"
+            )
+        return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        scheme = value.get_secret_value().split("://", 1)[0]
+        if scheme not in ("smtp", "smtps"):
+            raise ValueError(
+                "COPINES_SMTP_URL: use smtp://user:password@host:587 (STARTTLS, required with "
+                "a password unless the host is this machine) or smtps://user:password@host:465"
             )
         return value
 

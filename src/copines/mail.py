@@ -3,10 +3,11 @@ and each new hand-off to the team."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from email.message import EmailMessage
 from email.utils import make_msgid
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 import aiosmtplib
 
@@ -15,6 +16,26 @@ from copines.privacy import reopen_link
 from copines.store.base import Escalation
 
 log = logging.getLogger("copines.mail")
+
+
+def _loopback(host: str | None) -> bool:
+    if not host or host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def tls_mode(url: SplitResult) -> tuple[bool, bool | None]:
+    """(use_tls, start_tls) for aiosmtplib: implicit TLS for smtps://; STARTTLS required when
+    a password would cross the network (so that nobody on the way can strip it and read the
+    password); STARTTLS when offered otherwise."""
+    if url.scheme == "smtps":
+        return True, False
+    if url.username and not _loopback(url.hostname):
+        return False, True
+    return False, None
 
 
 class Mailer:
@@ -35,26 +56,33 @@ class Mailer:
         if not self.enabled:
             return False
         url = urlsplit(self._url)
+        use_tls, start_tls = tls_mode(url)
         message = EmailMessage()
         message["From"] = self.settings.smtp_from
         message["To"] = to
         message["Subject"] = " ".join(subject.split())  # one line, whatever the text held
         message["Message-ID"] = make_msgid(domain="copines")
         message.set_content(body)
-        implicit_tls = url.scheme == "smtps"
         try:
             await aiosmtplib.send(
                 message,
                 hostname=url.hostname or "localhost",
-                port=url.port or (465 if implicit_tls else 587),
+                port=url.port or (465 if use_tls else 587),
                 username=unquote(url.username) if url.username else None,
                 password=unquote(url.password) if url.password else None,
-                use_tls=implicit_tls,
-                start_tls=None if not implicit_tls else False,
+                use_tls=use_tls,
+                start_tls=start_tls,
                 timeout=self.settings.smtp_timeout,
             )
         except (aiosmtplib.SMTPException, OSError) as exc:
-            log.error("email to the %s server failed: %s", url.hostname, type(exc).__name__)
+            if start_tls and "STARTTLS" in str(exc):
+                log.error(
+                    "email not sent: the %s server offers no STARTTLS, and its password is sent "
+                    "over TLS only; give COPINES_SMTP_URL a server with STARTTLS, or smtps://",
+                    url.hostname,
+                )
+            else:
+                log.error("email to the %s server failed: %s", url.hostname, type(exc).__name__)
             return False
         return True
 

@@ -10,12 +10,30 @@ import time
 from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 
-def _free_port() -> int:
+def _free_port(host: str) -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def outward_address() -> str | None:
+    """An IPv4 address of this machine on a network interface (not loopback), or None."""
+    import fcntl
+    import struct
+
+    for _, name in socket.if_nameindex():
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                packed = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", name.encode()[:15]))
+            except OSError:  # SIOCGIFADDR: no IPv4 address on this interface
+                continue
+        address = socket.inet_ntoa(packed[20:24])
+        if not address.startswith("127."):
+            return address
+    return None
 
 
 class Inbox:
@@ -47,16 +65,27 @@ class Inbox:
 
 
 class SMTPServer:
-    """aiosmtpd on 127.0.0.1 in its own thread; `url` is what COPINES_SMTP_URL takes."""
+    """aiosmtpd in its own thread (on 127.0.0.1 unless told); `url` is what COPINES_SMTP_URL
+    takes. It offers no STARTTLS; with `plain_auth`, it takes AUTH without TLS and keeps the
+    passwords it was sent in `passwords` (what a man in the middle would read)."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1", plain_auth: bool = False) -> None:
         self.inbox = Inbox()
-        self.port = _free_port()
-        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
+        self.host = host
+        self.port = _free_port(host)
+        self.passwords: list[bytes] = []
+        options: dict = {}
+        if plain_auth:
+            options = {"auth_require_tls": False, "authenticator": self._authenticate}
+        self.controller = Controller(self.inbox, hostname=host, port=self.port, **options)
+
+    def _authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
+        self.passwords.append(bytes(auth_data.password))
+        return AuthResult(success=True)
 
     @property
     def url(self) -> str:
-        return f"smtp://127.0.0.1:{self.port}"
+        return f"smtp://{self.host}:{self.port}"
 
     def __enter__(self) -> SMTPServer:
         self.controller.start()
