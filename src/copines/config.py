@@ -119,6 +119,8 @@ class Settings(BaseSettings):
     smtp_url: SecretStr | None = None
     smtp_from: str = "L'Agence des Copines <bonjour@lagencedescopines.com>"
     smtp_timeout: float = 10.0
+    smtp_attempts: int = Field(3, ge=1)  # a reply's email, while the server is down or busy
+    smtp_retry_delay: float = 5.0  # seconds before the second attempt, doubled each time
     team_email: str | None = None  # who is told of each new hand-off
     console_url: str = "http://localhost:8000/admin"  # the console, as the team reaches it
     # Where a reply's link reopens the conversation: a page of the site that embeds the widget.

@@ -426,6 +426,10 @@ class Store(ABC):
         """One message by id."""
 
     @abstractmethod
+    async def update_message_meta(self, message_id: int, values: dict[str, Any]) -> None:
+        """Set these keys of a message's meta, keeping the others (nothing if it is gone)."""
+
+    @abstractmethod
     async def messages_between(
         self, since: datetime | None = None, until: datetime | None = None
     ) -> list[Message]:

@@ -233,6 +233,13 @@ class ConversationsMixin:
             ).fetchone()
         return self._message(row) if row else None
 
+    async def update_message_meta(self, message_id: int, values: dict[str, Any]) -> None:
+        async with self._conn() as conn:
+            await conn.execute(
+                "UPDATE copines.messages SET meta = meta || %s WHERE id = %s",
+                (_json(values), message_id),
+            )
+
     async def messages_between(
         self, since: datetime | None = None, until: datetime | None = None
     ) -> list[Message]:

@@ -210,6 +210,16 @@ class SQLiteConversations:
 
         return await self._run(read, inline=True)
 
+    async def update_message_meta(self, message_id: int, values: dict[str, Any]) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            with self._tx(db):
+                db.execute(
+                    "UPDATE messages SET meta = json_patch(meta, ?) WHERE id = ?",
+                    (json.dumps(values, ensure_ascii=False, default=str), message_id),
+                )
+
+        await self._run(write)
+
     # Escalations and feedback --------------------------------------------------------
     @staticmethod
     def _escalation(row: sqlite3.Row) -> Escalation:
