@@ -9,6 +9,7 @@ drained at shutdown.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -49,6 +50,7 @@ log = logging.getLogger("copines.turn")
 
 TEAM_NAME = "L'équipe"
 TEAM_COLOR = "#6B7280"
+DELETED = "Cette conversation a été supprimée : sa réponse n'est pas enregistrée."
 APOLOGY = (
     "Oups, je n'ai pas réussi à te répondre cette fois-ci : le service qui rédige les réponses "
     "ne répond pas. Ton message est bien enregistré. Réessaie dans un instant, ou demande à "
@@ -551,9 +553,13 @@ class TurnRunner:
             timings_ms=dict(turn.timings),
             meta=meta,
         )
-        message_id = await deps.store.add_message(answer)
+        try:
+            message_id: int | None = await deps.store.add_message(answer)
+        except NotFoundError:
+            # She deleted the conversation while its answer was written: nothing more is kept.
+            message_id, error = None, DELETED
         turn.stored = True
-        if decision.escalated:
+        if message_id is not None and decision.escalated:
             escalation = await record_escalation(
                 deps.store,
                 conversation_id=turn.conversation_id,
@@ -568,7 +574,11 @@ class TurnRunner:
                 )
             if self.mailer.enabled and not escalation.merged:
                 self.background.spawn(self.mailer.send_handoff(escalation), name="escalation-email")
-        elif decision.agent in deps.experts and decision.agent != turn.previous_expert:
+        elif (
+            message_id is not None
+            and decision.agent in deps.experts
+            and decision.agent != turn.previous_expert
+        ):
             await deps.store.set_conversation_expert(turn.conversation_id, decision.agent)
         return TurnResult(
             conversation_id=turn.conversation_id,
@@ -596,6 +606,10 @@ class TurnRunner:
 
     async def _save_interrupted(self, turn: _Turn) -> None:
         decision = turn.decision
+        with contextlib.suppress(NotFoundError):  # deleted meanwhile: nothing to keep
+            await self._add_interrupted(turn, decision)
+
+    async def _add_interrupted(self, turn: _Turn, decision: Decision | None) -> None:
         await self.deps.store.add_message(
             Message(
                 turn.conversation_id,
