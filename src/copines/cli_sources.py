@@ -9,6 +9,7 @@ import click
 
 from copines.deps import Deps
 from copines.errors import InputError, StoreBusyError
+from copines.knowledge.sources.http import FetchError, refuse_userinfo
 from copines.knowledge.sources.service import LEASE_SECONDS
 from copines.knowledge.sources.sync import Syncer, SyncReport
 from copines.store.base import SourceRecord
@@ -35,6 +36,11 @@ def url_source(
 async def ingest_urls(deps: Deps, sources: list[SourceRecord], say) -> SyncReport:
     if any(s.owner != "auto" and s.owner not in [*deps.experts, "shared"] for s in sources):
         raise InputError(f"unknown owner; choose one of: auto, {', '.join(deps.experts)}, shared")
+    for source in sources:
+        try:
+            refuse_userinfo(source.target)
+        except FetchError as exc:
+            raise InputError(str(exc)) from None
     syncer = Syncer(deps, say=say)
     try:
         report = SyncReport()

@@ -109,6 +109,14 @@ def test_ingest_refuses_a_local_address_without_the_setting(cli):
     assert "169.254.169.254 is a link-local address" in result.output
 
 
+def test_ingest_refuses_an_address_with_a_password(cli):
+    result = cli("ingest", "https://me:hunter2@agence.test/blog/")
+    assert result.exit_code == 2
+    assert "https://agence.test/blog/ carries a user name or password" in result.output
+    assert "hunter2" not in result.output
+    assert json.loads(cli("sources", "--json").stdout) == []  # nothing registered
+
+
 def test_sync_waits_its_turn(cli, tmp_path: Path):
     import asyncio
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import gzip
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from urllib.parse import urldefrag, urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
 
-from copines.knowledge.sources.http import Fetcher, FetchError, http_problem
+from copines.knowledge.sources.http import Fetcher, FetchError, http_problem, inflate
 
 HTML_TYPES = {"text/html", "application/xhtml+xml"}
 # Links to these are not pages: a crawl does not follow them.
@@ -119,11 +118,9 @@ async def read_sitemap(fetcher: Fetcher, url: str, limit: int, depth: int = 0) -
     data = fetched.content
     if data[:2] == b"\x1f\x8b":
         try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise FetchError(f"sitemap unreadable: broken gzip at {url}") from exc
-        if len(data) > fetcher.max_bytes:
-            raise FetchError(f"sitemap unreadable: {url} is over {fetcher.max_bytes} bytes")
+            data = inflate(data, 31, fetcher.max_bytes, url)
+        except FetchError as exc:
+            raise FetchError(f"sitemap unreadable: {exc}") from exc
     try:
         root = ET.fromstring(data)
     except ET.ParseError as exc:
