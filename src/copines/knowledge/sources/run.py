@@ -108,6 +108,11 @@ class SourceRun:
         self.report.refused.append(line)
         self._line(f"refused: {line}")
 
+    async def still_kept(self, key: str) -> bool:
+        """Whether a known item's document is still in the store (not deleted by hand)."""
+        item = self.known.get(key)
+        return item is not None and await self.store.get_document(item.filename) is not None
+
     async def unchanged(self, key: str) -> None:
         """An item the source says has not changed; an owner newly chosen for the source
         still applies to it."""

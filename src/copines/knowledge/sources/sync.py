@@ -29,6 +29,7 @@ from copines.knowledge.sources.web import (
     extract_page,
     page_links,
     read_sitemap,
+    under,
 )
 from copines.store.base import SourceRecord
 
@@ -175,10 +176,18 @@ class Syncer:
             await self._visit(run, robots, source.target)
             complete = False  # one page: removed only when it answers 404 or 410
         elif source.kind == "sitemap":
-            pages = await read_sitemap(self.web, source.target, limit=10 * limit)
-            pages = [p for p in pages if p.startswith(prefix)]
-            complete = len(pages) <= limit
-            for url in pages[:limit]:
+            listing = await read_sitemap(
+                self.web, source.target, limit, under(prefix) if prefix else None
+            )
+            if listing.truncated:
+                complete = False
+                run.error(
+                    f"the sitemap lists more than {limit} pages"
+                    + (f" under {prefix}" if prefix else "")
+                    + f": the first {limit} synced, nothing removed (raise max_pages to take "
+                    "them all)"
+                )
+            for url in listing.pages:
                 await self._visit(run, robots, url)
         else:
             complete = await self._crawl(run, robots, source.target, prefix, limit)
@@ -192,34 +201,45 @@ class Syncer:
     ) -> bool:
         """Breadth first from `start`, following links under `prefix` (default: the start
         page's folder); True when every page was reached within the limit from a start page
-        that answered (a failing start page lists nothing, so nothing may be removed)."""
-        prefix = prefix or start.rsplit("/", 1)[0] + "/"
+        that answered, and no page whose links are unknown failed (a page that fails hides
+        the pages only it links to, so nothing may be removed)."""
+        inside = under(prefix or start.rsplit("/", 1)[0] + "/")
         queue, queued, visited = deque([start]), {start}, 0
+        complete = True
         while queue:
             if visited >= limit:
                 return False
             url = queue.popleft()
             visited += 1
-            for link in await self._visit(run, robots, url, want_links=True):
-                if link.startswith(prefix) and link not in queued:
+            links = await self._visit(run, robots, url, want_links=True)
+            if links is None:
+                complete = False
+                continue
+            for link in links:
+                if inside(link) and link not in queued:
                     queued.add(link)
                     queue.append(link)
-        return start in run.seen
+        return complete and start in run.seen
 
     async def _visit(
         self, run: SourceRun, robots: Robots, url: str, want_links: bool = False
-    ) -> list[str]:
-        """Fetch one page (conditionally when known) and keep it; returns its links."""
+    ) -> list[str] | None:
+        """Fetch one page (conditionally when known) and keep it; returns its links, or None
+        when they are unknown (the page failed and no earlier sync read its links)."""
         known = run.known.get(url)
-        known_links = list(known.meta.get("links", [])) if known else []
+        # A page that fails gives the links it had at the last sync, if they were read then.
+        known_links = list(known.meta["links"]) if known and "links" in known.meta else None
         if not await robots.allowed(url):
             run.refuse(f"by robots.txt: {url}")
             return []
         headers = {"Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1"}
-        if known and known.etag:
-            headers["If-None-Match"] = known.etag
-        if known and known.last_modified:
-            headers["If-Modified-Since"] = known.last_modified
+        # A conditional request only while the document is still here: one deleted by hand
+        # would otherwise be "not modified" for ever.
+        if known and await run.still_kept(url):
+            if known.etag:
+                headers["If-None-Match"] = known.etag
+            if known.last_modified:
+                headers["If-Modified-Since"] = known.last_modified
         try:
             fetched = await self.web.get(url, headers=headers, may_follow=robots.allowed)
         except FetchError as exc:
@@ -227,7 +247,7 @@ class Syncer:
             return known_links
         if fetched.status == 304 and known:
             await run.unchanged(url)
-            return known_links
+            return known_links if known_links is not None else []
         if fetched.status in (404, 410):
             if known:
                 await run.remove(url, f"HTTP {fetched.status} at the source")
@@ -240,12 +260,12 @@ class Syncer:
         if fetched.content_type not in HTML_TYPES:
             kind = fetched.content_type or "no content type"
             run.error(f"not an HTML page ({kind}): {url}", url)
-            return known_links
+            return []  # not a page: it links to nothing
         links = page_links(fetched.content, fetched.url) if want_links else []
         extracted = await asyncio.to_thread(extract_page, fetched.content, fetched.url)
         if extracted is None:
             run.error(f"no main text found: {url}", url)
-            return links or known_links
+            return links
         text = extracted.text
         await run.keep(
             url,
