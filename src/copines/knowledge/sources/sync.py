@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("copines.sync")
 WEB_KINDS = {"page", "sitemap", "crawl"}
+# Notion's last_edited_time is rounded to the minute: see `_edited_near`.
+NOTION_ROUNDING = timedelta(minutes=2)
 NOTION_KINDS = {"notion_database": "database", "notion_page": "page", "notion_search": "search"}
 
 
@@ -134,7 +137,7 @@ class Syncer:
         assert source.id is not None
         run = SourceRun(self.store, self.deps.ingester(), source, {}, self.say)
         run.known = {i.key: i for i in await self.store.source_items(source.id)}
-        await run.remove_unseen("its source was removed")
+        await run.remove_unseen("its source was removed", everything=True)
         await self.store.delete_source(source.id)
         return run.report.removed
 
@@ -288,7 +291,8 @@ class Syncer:
             if file.mime_type not in READABLE:
                 continue  # images, sheets, videos: nothing to read
             known = run.known.get(file.id)
-            if known and known.version == file.modified_time and file.modified_time:
+            same = known is not None and known.version == file.modified_time
+            if same and file.modified_time and await run.still_kept(file.id):
                 await run.unchanged(file.id)
                 continue
             try:
@@ -318,7 +322,13 @@ class Syncer:
             if page.archived:
                 continue  # in the trash: removed below if it was known
             known = run.known.get(page.id)
-            if known and known.version == page.last_edited_time and page.last_edited_time:
+            same = known is not None and known.version == page.last_edited_time
+            if (
+                same
+                and page.last_edited_time
+                and not _edited_near(page.last_edited_time, known.meta.get("synced_at"))
+                and await run.still_kept(page.id)
+            ):
                 await run.unchanged(page.id)
                 continue
             try:
@@ -334,8 +344,23 @@ class Syncer:
                 url=page.url,
                 category="notion",
                 version=page.last_edited_time,
+                meta={"synced_at": datetime.now(UTC).isoformat()},
             )
         await run.remove_unseen("no longer in Notion (deleted, archived or unshared)")
+
+
+def _edited_near(edited: str, synced_at: str | None) -> bool:
+    """Whether a Notion edit time may hide a later edit: Notion gives it to the minute, so an
+    edit made just after the last read can carry the same time. Within NOTION_ROUNDING of the
+    last read (or with no time of read), the page is read again (its hash tells if it changed)."""
+    if not synced_at:
+        return True
+    try:
+        edited_at = datetime.fromisoformat(edited.replace("Z", "+00:00"))
+        read_at = datetime.fromisoformat(synced_at)
+    except ValueError:
+        return True
+    return edited_at + NOTION_ROUNDING > read_at
 
 
 def _notion_document(title: str, text: str) -> LoadedDocument:
