@@ -7,10 +7,10 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urldefrag, urljoin, urlsplit
-from urllib.robotparser import RobotFileParser
 
 import defusedxml.ElementTree as DefusedET
 from defusedxml import DefusedXmlException
+from protego import Protego
 
 from copines.knowledge.sources.http import Fetcher, FetchError, http_problem, inflate
 
@@ -71,13 +71,14 @@ def page_links(html: bytes, base: str) -> list[str]:
 
 
 class Robots:
-    """robots.txt per site, read once per sync (RFC 9309: a 4xx allows everything; an
-    unreachable or failing robots.txt allows nothing)."""
+    """robots.txt per site, read once per sync, as RFC 9309 reads it (protego: the longest
+    matching rule wins, `*` and `$` wildcards; a 4xx allows everything; an unreachable or
+    failing robots.txt allows nothing)."""
 
     def __init__(self, fetcher: Fetcher):
         self.fetcher = fetcher
         self.agent = fetcher.user_agent.split("/", 1)[0].split()[0]
-        self._rules: dict[str, RobotFileParser | bool] = {}
+        self._rules: dict[str, Protego | bool] = {}
         self.problems: list[str] = []
 
     async def allowed(self, url: str) -> bool:
@@ -88,9 +89,9 @@ class Robots:
         rules = self._rules[origin]
         if isinstance(rules, bool):
             return rules
-        return rules.can_fetch(self.agent, url)
+        return rules.can_fetch(url, self.agent)
 
-    async def _read(self, origin: str) -> RobotFileParser | bool:
+    async def _read(self, origin: str) -> Protego | bool:
         try:
             fetched = await self.fetcher.get(f"{origin}/robots.txt")
         except FetchError as exc:
@@ -103,8 +104,7 @@ class Robots:
                 f"robots.txt unreadable, nothing fetched from {origin}: {http_problem(fetched)}"
             )
             return False
-        parser = RobotFileParser()
-        parser.parse(fetched.content.decode("utf-8", errors="replace").splitlines())
+        parser = Protego.parse(fetched.content.decode("utf-8", errors="replace"))
         delay = parser.crawl_delay(self.agent)
         if delay:
             self.fetcher.host_delays[urlsplit(origin).netloc] = min(float(delay), MAX_CRAWL_DELAY)
