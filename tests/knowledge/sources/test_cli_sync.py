@@ -131,3 +131,22 @@ def test_sync_waits_its_turn(cli, tmp_path: Path):
     asyncio.run(hold())
     result = cli("sync")
     assert result.exit_code == 2 and "another process is syncing" in result.output
+    with FakeSite() as site:  # ingesting a URL and removing a source wait their turn too
+        site.pages["/blog/instagram-hooks"] = HOOKS
+        result = cli("ingest", f"{site.url}/blog/instagram-hooks")
+        assert result.exit_code == 2 and "another process is syncing" in result.output
+        assert site.requests == []
+    result = cli("sources", "remove", "anything")
+    assert result.exit_code == 2 and "another process is syncing" in result.output
+
+
+def test_a_bad_allowed_network_is_refused_when_settings_are_read(cli, tmp_path: Path):
+    from pydantic import ValidationError
+
+    from tests.conftest import make_settings
+
+    with pytest.raises(ValidationError, match="COPINES_FETCH_ALLOW_NETWORKS: 'intranet'"):
+        make_settings(tmp_path, fetch_allow_networks="127.0.0.1/32, intranet")
+    assert make_settings(tmp_path, fetch_allow_networks="10.0.0.0/8").fetch_allow_networks == [
+        "10.0.0.0/8"
+    ]

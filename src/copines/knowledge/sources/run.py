@@ -215,11 +215,10 @@ class SourceRun:
         self.report.removed.append(item.filename)
         self._line(f"removed {item.filename} ({why})")
 
-    async def remove_unseen(self, why: str, *, everything: bool = False) -> None:
+    async def remove_unseen(self, why: str) -> None:
         """Remove the known items this (complete) listing did not meet. A listing that met
-        none of them removes nothing (an unshared folder lists as empty) unless `everything`
-        (the source itself is being removed)."""
-        if not everything and self.known and not self.seen:
+        none of them removes nothing: an unshared folder or database lists as empty."""
+        if self.known and not self.seen:
             self.fail(
                 f"the source lists none of its {len(self.known)} known documents: nothing "
                 "removed (check it is still shared; `copines sources remove` deletes them)"

@@ -22,6 +22,7 @@ from copines.knowledge.loaders import LoadedDocument, load_document
 from copines.knowledge.sources.config import read_sources_file
 from copines.knowledge.sources.drive import READABLE, DriveClient
 from copines.knowledge.sources.http import Fetcher, FetchError, http_problem
+from copines.knowledge.sources.lease import Lease, LeaseLost
 from copines.knowledge.sources.notion import NotionClient
 from copines.knowledge.sources.run import Say, SourceReport, SourceRun, digest_of
 from copines.knowledge.sources.web import (
@@ -76,7 +77,9 @@ class Syncer:
         web: Fetcher | None = None,
         api: Fetcher | None = None,
         say: Say | None = None,
+        lease: Lease | None = None,
     ):
+        self.lease = lease  # renewed between items while the sync runs
         self.deps = deps
         self.settings = deps.settings
         self.store = deps.store
@@ -87,6 +90,11 @@ class Syncer:
     async def aclose(self) -> None:
         await self.web.aclose()
         await self.api.aclose()
+
+    async def _tick(self) -> None:
+        """Between two items: keep the sync lease (raises LeaseLost when it was taken)."""
+        if self.lease is not None:
+            await self.lease.renew()
 
     async def register_file_sources(self) -> list[SourceRecord]:
         """Save the sources of sources.yaml in the store (their sync state is kept)."""
@@ -121,6 +129,7 @@ class Syncer:
             sources = [s for s in sources if s.name in names]
         report = SyncReport()
         for source in sources:
+            await self._tick()
             report.sources.append(await self.sync_source(source))
         return report
 
@@ -137,7 +146,9 @@ class Syncer:
         assert source.id is not None
         run = SourceRun(self.store, self.deps.ingester(), source, {}, self.say)
         run.known = {i.key: i for i in await self.store.source_items(source.id)}
-        await run.remove_unseen("its source was removed", everything=True)
+        for key in sorted(run.known):
+            await self._tick()
+            await run.remove(key, "its source was removed")
         await self.store.delete_source(source.id)
         return run.report.removed
 
@@ -154,6 +165,8 @@ class Syncer:
                 await self._sync_notion(run)
             else:
                 run.fail(f"unknown kind of source '{source.kind}'")
+        except LeaseLost:
+            raise  # another process syncs now: stop here, record nothing
         except (FetchError, ConfigError) as exc:
             run.fail(str(exc))
         except Exception as exc:  # one source's bug must not stop the others
@@ -229,6 +242,7 @@ class Syncer:
     ) -> list[str] | None:
         """Fetch one page (conditionally when known) and keep it; returns its links, or None
         when they are unknown (the page failed and no earlier sync read its links)."""
+        await self._tick()
         known = run.known.get(url)
         # A page that fails gives the links it had at the last sync, if they were read then.
         known_links = list(known.meta["links"]) if known and "links" in known.meta else None
@@ -290,6 +304,7 @@ class Syncer:
         for file in files:
             if file.mime_type not in READABLE:
                 continue  # images, sheets, videos: nothing to read
+            await self._tick()
             known = run.known.get(file.id)
             same = known is not None and known.version == file.modified_time
             if same and file.modified_time and await run.still_kept(file.id):
@@ -321,6 +336,7 @@ class Syncer:
         for page in pages:
             if page.archived:
                 continue  # in the trash: removed below if it was known
+            await self._tick()
             known = run.known.get(page.id)
             same = known is not None and known.version == page.last_edited_time
             if (
