@@ -6,6 +6,7 @@ import os
 import sys
 
 import click
+from rich.markup import escape
 
 from copines.deps import Deps
 from copines.errors import InputError
@@ -71,15 +72,16 @@ def print_report(report: SyncReport, as_json: bool) -> None:
         return
     for source in report.sources:
         c = source.counts
+        # Names, addresses and error lines come from outside (titles, URLs): never markup.
         out.print(
-            f"[bold]{source.name}[/] ({source.kind}) {source.status}: {c['added']} added, "
+            f"[bold]{escape(source.name)}[/] ({source.kind}) {source.status}: {c['added']} added, "
             f"{c['updated']} updated, {c['removed']} removed, {c['unchanged']} unchanged, "
             f"{c['refused']} refused, {c['errors']} errors",
             highlight=False,
             soft_wrap=True,
         )
         for line in source.errors:
-            out.print(f"  [red]error[/] {line}", highlight=False, soft_wrap=True)
+            out.print(f"  [red]error[/] {escape(line)}", highlight=False, soft_wrap=True)
 
 
 def exit_code(report: SyncReport, ingesting: bool = False) -> int:
@@ -153,7 +155,8 @@ def register(main: click.Group) -> None:
             return
         for row in rows:
             out.print(
-                f"[bold]{row['name']}[/] {row['kind']} {row['target']} owner={row['owner']} "
+                f"[bold]{escape(row['name'])}[/] {row['kind']} {escape(row['target'])} "
+                f"owner={row['owner']} "
                 f"documents={row['documents']} last={row['last_sync_at'] or 'never'} "
                 f"{row['last_status']} errors={len(row['errors'])}",
                 highlight=False,
@@ -180,4 +183,6 @@ def register(main: click.Group) -> None:
                     await lease.release()
 
         removed = run(job)
-        out.print(f"source '{name}' removed, with {len(removed)} documents", highlight=False)
+        out.print(
+            f"source '{name}' removed, with {len(removed)} documents", highlight=False, markup=False
+        )

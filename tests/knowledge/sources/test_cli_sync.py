@@ -150,3 +150,18 @@ def test_a_bad_allowed_network_is_refused_when_settings_are_read(cli, tmp_path: 
     assert make_settings(tmp_path, fetch_allow_networks="10.0.0.0/8").fetch_allow_networks == [
         "10.0.0.0/8"
     ]
+
+
+def test_remote_text_is_printed_as_it_is_not_as_markup(cli):
+    with FakeSite() as site:
+        # An address (the source's name) and an error line carrying Rich's closing tag.
+        url = f"{site.url}/missing[/]x[bold]"
+        result = cli("ingest", url)
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        assert result.exit_code == 1, result.output
+        assert f"{url} (page) partial" in result.output
+        assert "HTTP 404 not found" in result.output and "[/]x[bold]" in result.output
+        listed = cli("sources")
+        assert listed.exit_code == 0 and f"{url} page {url}" in listed.output
+        result = cli("sync", "nope[/]")
+        assert result.exit_code == 2 and "no source named nope[/]" in result.output
