@@ -2,10 +2,10 @@
 
 Loopback, private, link-local (with the cloud metadata address 169.254.169.254), site-local
 (fec0::/10), shared, multicast and reserved addresses are refused, and so are IPv6 forms that
-carry one of them (IPv4-mapped ::ffff:a.b.c.d, NAT64 64:ff9b::/96, 6to4 2002::/16), unless a network is allowed by
-setting. Every address a name resolves to must pass: one bad answer refuses the name. The
-address checked is the one connected to (see `http.Fetcher`), so a second resolution (DNS
-rebinding) cannot swap it.
+carry one of them (IPv4-mapped ::ffff:a.b.c.d, NAT64 64:ff9b::/96, 6to4 2002::/16), unless a
+network is allowed by setting. Every address a name resolves to must pass: one bad answer
+refuses the name. The address checked is the one connected to (see `http.Fetcher`), so a second
+resolution (DNS rebinding) cannot swap it.
 """
 
 from __future__ import annotations
