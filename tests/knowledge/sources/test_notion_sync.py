@@ -83,8 +83,8 @@ async def test_a_notion_database_is_synced_and_kept_in_sync(make_deps, tmp_path:
         assert reels.url == "https://www.notion.so/p-reels" and reels.owner == "carole"
         chunks = [c for c in await deps.store.all_chunks() if c.title == "Reels"]
         text = "\n".join(c.text for c in chunks)
-        # The Markdown heading became the chunk's heading path (chunks keep it out of the text).
-        assert any(c.heading_path.endswith("Idées pour une sophrologue") for c in chunks)
+        # Notion's heading_2 became a Markdown heading, kept in the chunk it heads.
+        assert "\n## Idées pour une sophrologue\n" in text
         assert "tes futures clientes veulent se projeter" in text  # a toggle's child block
         assert any(
             r.path == "/v1/blocks/p-reels/children" and r.query.get("start_cursor")
