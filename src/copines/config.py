@@ -224,15 +224,16 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("n8n_addresses")
+    @field_validator("n8n_addresses", "fetch_allow_networks")
     @classmethod
-    def _networks(cls, value: list[str]) -> list[str]:
+    def _networks(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        setting = f"COPINES_{(info.field_name or '').upper()}"
         for address in value:
             try:
-                ipaddress.ip_network(address, strict=False)
+                ipaddress.ip_network(address.strip(), strict=False)
             except ValueError as error:
                 raise ValueError(
-                    f"COPINES_N8N_ADDRESSES: {address!r} is not an IP address or network"
+                    f"{setting}: {address!r} is not an IP address or network"
                 ) from error
         return value
 

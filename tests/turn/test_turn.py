@@ -181,6 +181,8 @@ async def test_escalation_records_a_brief_and_posts_the_webhook(
     [payload] = webhook.received
     assert payload["event"] == "escalation" and payload["conversation_id"] == cid
     assert payload["escalation_id"] == escalation.id and payload["brief"] == escalation.brief
+    # Slack's incoming webhooks refuse a payload without `text`.
+    assert payload["text"].startswith("Nouvelle demande") and "vraie personne" in payload["text"]
 
 
 async def test_handled_escalation_does_not_hand_off_again(knowledge_deps):
