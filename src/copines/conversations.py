@@ -30,9 +30,8 @@ async def open_conversation(
     token: str | None,
     link_keys: Sequence[bytes] = (),
 ) -> Conversation | None:
-    """The conversation if `token` is its token, or  an unexpired reopen
-    credential from a reply's email signed by one of `link_keys`; None otherwise (unknown id
-    or wrong token)."""
+    """The conversation if `token` is its token, or an unexpired reopen credential from a
+    reply's email signed by one of `link_keys`; None otherwise (unknown id or wrong token)."""
     if not token or not conversation_id or len(conversation_id) > 64:
         return None
     conversation = await store.get_conversation(conversation_id)
