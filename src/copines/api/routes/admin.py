@@ -24,7 +24,6 @@ from copines.admin.auth import (
 )
 from copines.admin.markers import markers_of
 from copines.admin.turns import read_turns
-from copines.api.deps import TurnsDep
 from copines.api.routes import admin_insights, admin_knowledge, admin_privacy, admin_sources
 from copines.api.routes.admin_common import (
     AUTHOR_COOKIE,
@@ -276,7 +275,6 @@ async def update_escalation_status(
 async def create_team_reply(
     request: Request,
     deps: DepsDep,
-    turns: TurnsDep,
     session: FormSession,
     conversation_id: str,
     content: Annotated[str, Form()] = "",
@@ -316,7 +314,7 @@ async def create_team_reply(
     if emailed:
         # In the background: a slow or unreachable SMTP server never holds the console, and
         # the reply, already stored, is never sent twice because the page failed.
-        turns.background.spawn(
+        request.app.state.turns.background.spawn(
             deliver_reply(
                 deps.store, mailer, message_id, conversation.email, conversation_id, author, text
             ),
