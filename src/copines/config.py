@@ -76,6 +76,18 @@ class Settings(BaseSettings):
     llm_read_timeout: float = 30.0
     orchestrator_timeout: float = 4.0
     llm_retries: int = 1
+    # Deadlines of a streamed answer (seconds): the first piece of text (past it, the fallback
+    # model takes over), the longest gap between two pieces, and the whole answer (fallback
+    # included; also the /api/chat answer's).
+    llm_first_token_timeout: float = Field(8.0, gt=0)
+    llm_idle_timeout: float = Field(15.0, gt=0)
+    turn_deadline: float = Field(45.0, gt=0)
+    # While she waits, an SSE comment every this many seconds keeps proxies from closing.
+    sse_keepalive_seconds: float = Field(5.0, gt=0)
+    # How long an answer's write waits out a locked database before it is queued instead.
+    save_retry_seconds: float = Field(30.0, ge=0)
+    # On SIGTERM: how long running turns may still run (new ones get a 503).
+    shutdown_grace: float = Field(20.0, ge=0)
     prices: dict[str, tuple[float, float]] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
 
     # Embeddings
