@@ -139,6 +139,28 @@ class Settings(BaseSettings):
     rate_per_day_ip: int = 100
     rate_new_conversations_per_hour: int = 6
     trust_forwarded_for: bool = False
+    # Addresses whose X-Forwarded-For/-Proto uvicorn trusts (the proxy's; compose: the Caddy
+    # network). Behind an HTTPS proxy this is what makes the console's cookie Secure.
+    forwarded_allow_ips: str = "127.0.0.1"
+    # The site's own origin (scheme://host[:port]) as visitors see it; the same-origin checks
+    # compare with it, never with the request's Host header.
+    public_origin: str | None = None
+    max_header_bytes: int = Field(65_536, ge=4096)  # request line + headers (431 past it)
+    http_protocol: Literal["httptools", "h11"] = "httptools"
+    # Console sign-in: failed attempts an address may make before each further one waits
+    # (the wait doubles with every failure, up to login_max_delay seconds).
+    login_free_attempts: int = Field(3, ge=0)
+    login_max_delay: float = Field(30.0, ge=0)
+    # Console uploads: the request, each file, and what parsing may produce.
+    upload_max_bytes: int = Field(20 * 1024 * 1024, gt=0)
+    upload_max_files: int = Field(20, gt=0)
+    parse_max_expanded_bytes: int = Field(50 * 1024 * 1024, gt=0)  # text once decompressed
+    parse_max_paragraphs: int = Field(20_000, gt=0)
+    parse_max_pages: int = Field(500, gt=0)
+    parse_timeout: float = Field(30.0, gt=0)  # seconds of parsing per file
+
+    # Logging: JSON lines on stdout (`copines serve`, `copines ask`).
+    log_level: str = "INFO"
     rate_limit_prefix: str = "copines:rl:"  # Redis key prefix of the rate limits
 
     @field_validator("shared_patterns", "allowed_origins", mode="before")

@@ -48,6 +48,11 @@ def log_turn(turn: Any, result: Any, analysis: Analysis, *, with_text: bool = Fa
         "orchestrator_model": orch.get("model"),
         "tokens_used": {"prompt": prompt_tokens, "completion": completion_tokens},
         "cost_usd": cost or 0.0,
+        "router": decision.router,
+        "fallback_used": bool(turn.chat and turn.chat.fell_back),
+        "model_attempts": list(turn.chat.attempts) if turn.chat else [],
+        "status": getattr(turn, "status", "ok"),
+        "error_class": getattr(turn, "cause", None) if result.error else None,
         "escalated": result.escalated,
         "sentiment": analysis.sentiment,
         "upsell": analysis.upsell,
@@ -57,4 +62,6 @@ def log_turn(turn: Any, result: Any, analysis: Analysis, *, with_text: bool = Fa
     if with_text:
         line["message"] = turn.message
         line["response"] = result.response
-    log.info(json.dumps(line, ensure_ascii=False, default=str))
+    # The message is the line itself (readable under any formatter); copines.logs' JSON
+    # formatter merges `fields` into its own object instead.
+    log.info(json.dumps(line, ensure_ascii=False, default=str), extra={"fields": line})

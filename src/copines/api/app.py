@@ -17,6 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from copines.api import lifecycle
 from copines.api.guards import ApiGuard
 from copines.api.metrics import Metrics
 from copines.api.ratelimit import ChatLimits, build_limiter
@@ -171,6 +172,11 @@ def create_app(
         prepare = getattr(turns, "prepare", None)
         if prepare is not None:
             await prepare()  # routing exemplars embedded before the first visitor
+        undo_signals = (
+            lifecycle.install(turns, settings.shutdown_grace)
+            if hasattr(turns, "begin_shutdown")
+            else (lambda: None)
+        )
         # What startup built lives as long as the process: out of the garbage collector's
         # sight, so that its full collections (several during a burst of visitors) do not
         # walk the app, the models and the indexes every time.
@@ -179,6 +185,7 @@ def create_app(
         try:
             yield
         finally:
+            undo_signals()
             try:
                 close = getattr(turns, "aclose", None)
                 await (close() if close is not None else turns.drain())
@@ -218,3 +225,13 @@ def create_app(
         max_age=600,
     )
     return app
+
+
+def create_served_app() -> FastAPI:
+    """The app as `copines serve` runs it (in each worker process): logging set up first, as
+    JSON lines on stdout at the `log_level` setting."""
+    from copines.logs import setup_logging
+
+    settings = get_settings()
+    setup_logging(settings=settings)
+    return create_app(settings)
