@@ -25,9 +25,8 @@ def register(main: click.Group) -> None:
         """Serve the chat API, the widget (/widget.js) and the demo page (/) over HTTP."""
         import uvicorn
 
-        from copines.logs import setup_logging
-
         from copines.config import get_settings
+        from copines.logs import setup_logging
 
         settings = get_settings()
         log_level = (log_level or settings.log_level).lower()

@@ -606,27 +606,10 @@ class TurnRunner:
             timings_ms=dict(turn.timings),
             meta=meta,
         )
-        message_id = await self._store_answer(answer)
+        message_id = await self._store_answer(answer, lambda i: self._after_answer(turn, i))
         turn.stored = True
-        if decision.escalated and message_id is not None:
-            escalation = await self._when_free(
-                lambda: record_escalation(
-                    deps.store,
-                    conversation_id=turn.conversation_id,
-                    message_id=message_id,
-                    message=turn.message,
-                    history=turn.history,
-                    decision=decision,
-                )
-            )
-            if self.webhook.url:
-                self.background.spawn(
-                    self.webhook.send(webhook_payload(escalation)), name="escalation-webhook"
-                )
-        elif decision.agent != turn.previous_expert and not decision.escalated:
-            await self._when_free(
-                lambda: deps.store.set_conversation_expert(turn.conversation_id, decision.agent)
-            )
+        if message_id is not None:
+            await self._after_answer(turn, message_id)
         expert = deps.experts.get(decision.agent)
         return TurnResult(
             conversation_id=turn.conversation_id,
@@ -652,7 +635,32 @@ class TurnRunner:
             },
         )
 
-    async def _store_answer(self, answer: Message) -> int | None:
+    async def _after_answer(self, turn: _Turn, message_id: int) -> None:
+        """Once the answer is stored: the escalation (and its webhook), or the conversation's
+        expert."""
+        deps, decision = self.deps, turn.decision
+        assert decision is not None
+        if decision.escalated:
+            escalation = await self._when_free(
+                lambda: record_escalation(
+                    deps.store,
+                    conversation_id=turn.conversation_id,
+                    message_id=message_id,
+                    message=turn.message,
+                    history=turn.history,
+                    decision=decision,
+                )
+            )
+            if self.webhook.url:
+                self.background.spawn(
+                    self.webhook.send(webhook_payload(escalation)), name="escalation-webhook"
+                )
+        elif decision.agent != turn.previous_expert:
+            await self._when_free(
+                lambda: deps.store.set_conversation_expert(turn.conversation_id, decision.agent)
+            )
+
+    async def _store_answer(self, answer: Message, then: Any = None) -> int | None:
         """Store the answer, waiting out a locked database (the visitor has read it: it must
         not be lost). Past `save_retry_seconds`, the write is queued in the background and
         retried until it lands (drained at shutdown); the visitor still gets her `done`."""
@@ -664,7 +672,7 @@ class TurnRunner:
                 self.settings.save_retry_seconds,
                 answer.conversation_id,
             )
-            self.background.spawn(self._store_later(answer), name="store-answer-later")
+            self.background.spawn(self._store_later(answer, then), name="store-answer-later")
             return None
 
     async def _when_free(self, write: Any, seconds: float | None = None) -> Any:
@@ -683,10 +691,15 @@ class TurnRunner:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
-    async def _store_later(self, answer: Message) -> None:
-        """The queued write: tried again until the lock goes (at most an hour)."""
-        await self._when_free(lambda: self.deps.store.add_message(answer), seconds=3600)
+    async def _store_later(self, answer: Message, then: Any = None) -> None:
+        """The queued write: tried again until the lock goes (at most an hour), then what
+        follows it (`then(message_id)`)."""
+        message_id = await self._when_free(
+            lambda: self.deps.store.add_message(answer), seconds=3600
+        )
         log.info("queued answer of conversation %s stored", answer.conversation_id)
+        if then is not None:
+            await then(message_id)
 
     async def _save_interrupted(self, turn: _Turn) -> None:
         """A turn stopped from outside: the client left, or the server stopped it past its

@@ -232,7 +232,7 @@ class ChatClient:
         can bring forward."""
         if self.shutdown_at is not None:
             when = self.shutdown_at if when is None else min(when, self.shutdown_at)
-        async with asyncio.timeout(when) as clock:
+        async with asyncio.timeout_at(when) as clock:
             self._waits.add(clock)
             try:
                 yield
