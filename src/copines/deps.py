@@ -8,6 +8,7 @@ from copines.config import Settings
 from copines.experts import Expert, load_experts
 from copines.knowledge.ingest import Ingester
 from copines.knowledge.ownership import OwnerTagger
+from copines.knowledge.parsing import ParseLimits
 from copines.knowledge.retrieval import Retriever
 from copines.providers.chat import ChatClient
 from copines.providers.embeddings import Embedder, build_embedder
@@ -49,7 +50,13 @@ class Deps:
         return cls(settings, experts, store, embedder, reranker, retriever, tagger, chat=chat)
 
     def ingester(self) -> Ingester:
-        return Ingester(self.store, self.embedder, self.experts, self.tagger)
+        return Ingester(
+            self.store,
+            self.embedder,
+            self.experts,
+            self.tagger,
+            ParseLimits.from_settings(self.settings),
+        )
 
     async def aclose(self) -> None:
         if self.chat is not None:

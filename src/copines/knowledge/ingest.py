@@ -12,8 +12,9 @@ from pathlib import Path
 from copines.errors import ConfigError, CopinesError, InputError
 from copines.experts import SHARED, Expert
 from copines.knowledge.chunking import chunk_document
-from copines.knowledge.loaders import SUPPORTED, load_document
+from copines.knowledge.loaders import SUPPORTED
 from copines.knowledge.ownership import OwnerDecision, OwnerTagger
+from copines.knowledge.parsing import ParseLimits, parse_document
 from copines.providers.embeddings import Embedder
 from copines.store.base import DocumentRecord, Store, chunk_embed_text
 from copines.store.sqlite import mismatch_error
@@ -60,8 +61,14 @@ class Ingester:
     """Turns files into an expert's (or the shared) knowledge."""
 
     def __init__(
-        self, store: Store, embedder: Embedder, experts: dict[str, Expert], tagger: OwnerTagger
+        self,
+        store: Store,
+        embedder: Embedder,
+        experts: dict[str, Expert],
+        tagger: OwnerTagger,
+        limits: ParseLimits | None = None,
     ):
+        self.limits = limits or ParseLimits()
         self.store = store
         self.embedder = embedder
         self.experts = experts
@@ -151,8 +158,8 @@ class Ingester:
                 filename, "unchanged", existing.owner, existing.owner_reason, existing.chunks
             )
 
-        loaded = load_document(path, data)
-        chunks = chunk_document(loaded.text, loaded.title)
+        loaded = await parse_document(path, data, self.limits)
+        chunks = await asyncio.to_thread(chunk_document, loaded.text, loaded.title)
         if not chunks:
             raise InputError("no text found in it")
         vectors = await self.embedder.embed(

@@ -51,6 +51,44 @@ async def _session(request: Request) -> tuple[Session | None, str | None]:
     return session, token
 
 
+async def read_console_session(request: Request) -> tuple[Session | None, str | None]:
+    """The console session proved by the cookie alone (no body read): (session, token)."""
+    return await _session(request)
+
+
+UPLOAD_TOO_LARGE = (
+    "Envoi trop gros : {limit} au plus en une fois. Envoie les fichiers en plusieurs fois."
+)
+
+
+async def read_form_limited(request: Request, limit: int, max_files: int):
+    """The multipart form, refused with 413 when the Content-Length says more than `limit`
+    bytes, or as soon as the bytes received pass it (counted while they stream in)."""
+    text = UPLOAD_TOO_LARGE.format(limit=f"{limit / 1024 / 1024:.0f} Mo")
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            too_big = int(declared) > limit
+        except ValueError:
+            too_big = False
+        if too_big:
+            raise HTTPException(status_code=413, detail=text)
+    received = 0
+    receive = request.receive
+
+    async def counted() -> dict:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise HTTPException(status_code=413, detail=text)
+        return message
+
+    limited = Request(request.scope, counted)
+    return await limited.form(max_files=max_files, max_fields=20)
+
+
 def login_url(request: Request) -> str:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return "/admin/login?next=" + quote(target, safe="")
