@@ -46,6 +46,18 @@ def validation_message(errors: list[dict[str, Any]]) -> str:
         position = next((p for p in first.get("loc", ()) if isinstance(p, int)), None)
         where = f"erreur vers le caractère {position}" if position is not None else "illisible"
         return BAD_JSON.format(where=where) + " Vérifie les guillemets et les virgules."
+    if field == "message" and isinstance(first.get("input"), str):
+        # The visitor's own message: the sentence written for her (empty, too long, hidden
+        # characters), as the route would have said it.
+        from copines.api.guards import clean_message
+        from copines.errors import InputError
+
+        try:
+            clean_message(
+                first["input"], len(first["input"]) if kind != "string_too_long" else 2000
+            )
+        except InputError as exc:
+            return str(exc)
     if kind == "missing":
         return f"Le champ « {field} » est obligatoire."
     if kind in ("model_attributes_type", "dict_type") and not field:
@@ -58,6 +70,11 @@ def validation_message(errors: list[dict[str, Any]]) -> str:
         return f"Le champ « {field} » doit valoir {expected}."
     if kind == "string_type":
         return f"Le champ « {field} » doit être un texte."
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        ctx = first.get("ctx") or {}
+        low, high = ctx.get("ge", ctx.get("gt")), ctx.get("le", ctx.get("lt"))
+        bound = f"au moins {low}" if low is not None else f"au plus {high}"
+        return f"Le champ « {field} » est hors des valeurs permises ({bound})."
     if kind in ("int_type", "int_parsing"):
         return f"Le champ « {field} » doit être un nombre entier."
     return f"Le champ « {field} » n'a pas le bon format (le détail est dans « errors »)."
@@ -79,6 +96,11 @@ def add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+            # A body that is not even text (FastAPI's own English 400): a 422 like bad JSON.
+            app.state.metrics.http_errors.labels(status="422").inc()
+            detail = BAD_JSON.format(where="illisible") + " Envoie du JSON en UTF-8."
+            return JSONResponse({"detail": detail, "errors": []}, status_code=422)
         app.state.metrics.http_errors.labels(status=str(exc.status_code)).inc()
         return JSONResponse(
             {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
@@ -213,6 +235,7 @@ def create_app(
         ApiGuard,
         allowed_origins=settings.allowed_origins,
         max_body_bytes=settings.max_body_bytes,
+        public_origin=settings.public_origin,
         on_refusal=lambda status: app.state.metrics.http_errors.labels(status=str(status)).inc(),
     )
     # Outermost: answers preflights and adds CORS headers, refusals included.

@@ -168,11 +168,27 @@ NOTICES = {
 }
 
 
+# The days a console filter may name; a date outside is brought to the nearest bound (the
+# page shows the period used), so that no day arithmetic or time zone shift overflows.
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2199, 12, 31)
+# The largest id accepted: what JSON numbers (and the widget's JavaScript) hold exactly; far
+# below what SQLite and Postgres (bigint) store, so no lookup overflows.
+MAX_ID = 2**53 - 1
+
+
 def parse_day(value: str | None) -> date | None:
     try:
-        return date.fromisoformat(value) if value else None
+        day = date.fromisoformat(value) if value else None
     except ValueError:
         return None
+    if day is None:
+        return None
+    return min(max(day, FIRST_DAY), LAST_DAY)
+
+
+def valid_id(value: int) -> bool:
+    """True when `value` can be a stored row's id (a larger number cannot be looked up)."""
+    return 1 <= value <= MAX_ID
 
 
 def period(since: str | None, until: str | None, default_days: int = 30) -> tuple[date, date]:

@@ -172,6 +172,7 @@ async def read_gaps(
 ):
     """Per expert, the questions her knowledge answered badly, grouped by topic."""
     start, end = period(since, until)
+    seuil = seuil if 0.0 <= seuil <= 1.0 else LOW_SCORE  # NaN and out-of-range: the default
     lo, hi = day_bounds(start, end)
     messages = await deps.store.messages_between(lo, hi)
     turns = read_turns(

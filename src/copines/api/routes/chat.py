@@ -24,7 +24,7 @@ from copines.api.deps import (
 )
 from copines.api.guards import clean_message
 from copines.api.metrics import Metrics
-from copines.api.schemas import ChatCreate, ChatPublic, ErrorPublic
+from copines.api.schemas import ChatCreate, ChatPublic, ErrorPublic, ValidationErrorPublic
 from copines.conversations import hash_token, open_conversation, start_conversation
 from copines.deps import Deps
 from copines.errors import InputError, StoreBusyError
@@ -54,7 +54,7 @@ KEEPALIVE = b": attente\n\n"  # an SSE comment: the widget ignores it, proxies s
 REFUSALS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorPublic, "description": "Unknown conversation, or wrong token."},
     413: {"model": ErrorPublic, "description": "Body larger than the cap."},
-    422: {"model": ErrorPublic, "description": "Empty, too long or malformed message."},
+    422: {"model": ValidationErrorPublic, "description": "Empty, too long or malformed message."},
     429: {"model": ErrorPublic, "description": "Rate limited; see Retry-After."},
     503: {
         "model": ErrorPublic,

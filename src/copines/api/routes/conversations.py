@@ -7,7 +7,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query
 
 from copines.api.deps import DepsDep, TokenHeader
-from copines.api.schemas import ConversationPublic, ErrorPublic, MessagePublic
+from copines.api.schemas import (
+    MAX_ID,
+    ConversationPublic,
+    ErrorPublic,
+    MessagePublic,
+    ValidationErrorPublic,
+)
 from copines.conversations import open_conversation
 from copines.deps import Deps
 from copines.store.base import Message
@@ -45,13 +51,18 @@ def message_public(message: Message, deps: Deps) -> MessagePublic:
 @router.get(
     "/conversations/{conversation_id}",
     response_model=ConversationPublic,
-    responses={404: {"model": ErrorPublic, "description": "Unknown conversation or wrong token."}},
+    responses={
+        404: {"model": ErrorPublic, "description": "Unknown conversation or wrong token."},
+        422: {"model": ValidationErrorPublic, "description": "A parameter out of its range."},
+    },
 )
 async def read_conversation(
     conversation_id: str,
     deps: DepsDep,
     x_conversation_token: TokenHeader = None,
-    after: Annotated[int | None, Query(ge=0, description="Only messages after this id.")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_ID, description="Only messages after this id.")
+    ] = None,
 ) -> ConversationPublic:
     """Read your conversation (token in X-Conversation-Token), optionally after a message id."""
     conversation = await open_conversation(deps.store, conversation_id, x_conversation_token)
