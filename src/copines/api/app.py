@@ -39,7 +39,7 @@ def validation_message(errors: list[dict[str, Any]]) -> str:
     if not errors:
         return "Requête invalide."
     first = errors[0]
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
     field = ".".join(loc)
     kind = first.get("type", "")
     if kind == "json_invalid":
@@ -153,6 +153,21 @@ def add_docs(app: FastAPI) -> None:
         )
 
 
+def state_limits(app: FastAPI, settings: Settings) -> None:
+    """The OpenAPI schema states the limits in force (a setting, not a constant)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            message = schema["components"]["schemas"]["ChatCreate"]["properties"]["message"]
+            message["maxLength"] = settings.max_message_chars
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def include_admin(app: FastAPI) -> None:
     """The console (issue 6) lives in copines.api.routes.admin when it is built."""
     try:
@@ -228,6 +243,7 @@ def create_app(
     app.state.metrics = Metrics()
     app.state.embedder_ready = False
     add_error_handlers(app)
+    state_limits(app, settings)
     for module in (chat, conversations, feedback, health, widget):
         app.include_router(module.router)
     include_admin(app)

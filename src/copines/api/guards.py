@@ -24,14 +24,14 @@ def normalise_origin(origin: str) -> str:
 
 
 def clean_message(text: str, max_chars: int) -> str:
-    """The trimmed message, or InputError (in French) when it is empty, too long or has
-    control characters (tabs and line breaks are fine)."""
+    """The trimmed message, or InputError (in French) when it is empty, longer than
+    `max_chars` as sent, or has control characters (tabs and line breaks are fine)."""
     message = text.replace("\u2028", "\n").replace("\u2029", "\n").strip()
     if not message:
         raise InputError("Ton message est vide : écris ta question avant d'envoyer.")
-    if len(message) > max_chars:
+    if len(text) > max_chars:  # as sent: the limit the API's schema states
         raise InputError(
-            f"Ton message fait {len(message)} caractères : {max_chars} au plus, "
+            f"Ton message fait {len(text)} caractères : {max_chars} au plus, "
             "raccourcis-le un peu s'il te plaît."
         )
     for char in message:

@@ -27,9 +27,12 @@ class ChatCreate(BaseModel):
 
     message: str = Field(
         min_length=1,
-        max_length=2000,
         pattern=MESSAGE_PATTERN,
-        description="The visitor's message (1 to 2,000 characters once trimmed).",
+        # Checked by the route against the `max_message_chars` setting, which the app's
+        # OpenAPI states here (copines.api.app.state_limits).
+        json_schema_extra={"maxLength": 2000},
+        description="The visitor's message: at most `maxLength` characters, at least one "
+        "visible, no control characters (tabs and line breaks are fine).",
     )
     conversation_id: str | None = Field(None, max_length=64)
     token: str | None = Field(
