@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from copines.config import Settings
-from copines.experts import Expert, load_experts
+from copines.experts import Expert, load_experts, owner_choices
 from copines.knowledge.ingest import Ingester
 from copines.knowledge.ownership import OwnerTagger
 from copines.knowledge.parsing import ParseLimits
@@ -34,6 +34,7 @@ class Deps:
         experts = load_experts(settings.experts_dir)
         store = create_store(settings)
         await store.open()
+        await store.register_owners(owner_choices(experts))
         embedder = embedder or build_embedder(settings)
         reranker = build_reranker(settings)
         retriever = Retriever(

@@ -33,6 +33,7 @@ TABLES = {
     "escalations",
     "feedback",
     "schema_migrations",
+    "owners",
 }
 
 
