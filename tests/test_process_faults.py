@@ -148,6 +148,7 @@ def test_sigterm_lets_turns_finish_within_the_grace_and_keeps_what_was_shown(ser
         assert line["model_used"] == EXPERT and line["error"] == "shutdown"
         assert line["router"] and "fallback_used" in line and line["error_class"] == "shutdown"
         assert set(line["tokens_used"]) >= {"prompt", "completion"}
+        assert set(line["cost_breakdown_usd"]) == {"chat", "orchestrator", "embeddings", "rerank"}
         assert line["timings_ms"]["total"] > 0
 
 

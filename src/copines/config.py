@@ -105,6 +105,7 @@ class Settings(BaseSettings):
     cohere_base_url: str = COHERE_URL
     cohere_rerank_model: str = "rerank-multilingual-v3.0"
     rerank_timeout: float = 3.0
+    rerank_price_per_1000: float = 2.0  # dollars per 1,000 searches (Cohere rerank v3)
 
     # Retrieval
     candidates: int = 20

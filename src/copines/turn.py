@@ -29,6 +29,7 @@ from copines.escalation import (
 from copines.knowledge.retrieval import RetrievalResult
 from copines.postprocess import ACCOMPANIMENT_NOTE, Analysis, analyze, format_answer
 from copines.prompts import expert_messages
+from copines.providers import spend
 from copines.providers.chat import ChatClient, ChatResult, StreamCut
 from copines.providers.offline import OFFLINE_MODEL, OfflineResponder
 from copines.routing import Decision, LocalRouter, Router, finish
@@ -132,6 +133,7 @@ class _Turn:
     shown: list[str] = field(default_factory=list)  # the pieces sent to the visitor so far
     status: str = "ok"  # ok | failed (the apology) | truncated (the text shown, cut short)
     cause: str | None = None  # why a turn failed or was cut (stored in the metadata)
+    spend: spend.Spend = field(default_factory=spend.Spend)  # embeddings and rerank
 
     def usage(self) -> tuple[int, int, float | None]:
         """Prompt tokens, completion tokens and dollars of the turn (orchestrator + expert)."""
@@ -248,6 +250,7 @@ class TurnRunner:
         deps, settings = self.deps, self.settings
         message = self._validate(turn.message)
         turn.message = message
+        turn.spend = spend.start()  # embeddings and rerank of this turn count here
 
         # 1-2. The conversation, its history and the message's embedding, concurrently (a
         # conversation the caller has just opened is not read again; a new one has no history).
@@ -585,6 +588,7 @@ class TurnRunner:
             "loop": analysis.loop,
             "loop_similarity": analysis.loop_similarity,
             "fell_back": bool(turn.chat and turn.chat.fell_back),
+            "spend": turn.spend.as_dict(),
             "spans": turn.spans,
             "error": turn.detail or error,
             "cause": turn.cause,

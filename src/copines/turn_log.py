@@ -21,6 +21,9 @@ def log_turn(turn: Any, result: Any, analysis: Analysis, *, with_text: bool = Fa
     orch = turn.orchestrator_usage or {}
     prompt_tokens, completion_tokens, cost = turn.usage()
     passages = turn.retrieval.passages if turn.retrieval else []
+    spent = getattr(turn, "spend", None)
+    extra_cost = (spent.embedding_cost_usd + spent.rerank_cost_usd) if spent else 0.0
+    chat_cost = (turn.chat.usage.cost_usd or 0.0) if turn.chat else 0.0
     line: dict[str, Any] = {
         "timestamp": datetime.now(UTC).isoformat(),
         "event": "turn",
@@ -47,7 +50,15 @@ def log_turn(turn: Any, result: Any, analysis: Analysis, *, with_text: bool = Fa
         "model_used": result.model,
         "orchestrator_model": orch.get("model"),
         "tokens_used": {"prompt": prompt_tokens, "completion": completion_tokens},
-        "cost_usd": cost or 0.0,
+        "cost_usd": round((cost or 0.0) + extra_cost, 8),
+        "cost_breakdown_usd": {
+            "chat": chat_cost,
+            "orchestrator": orch.get("cost_usd") or 0.0,
+            "embeddings": round(spent.embedding_cost_usd, 8) if spent else 0.0,
+            "rerank": round(spent.rerank_cost_usd, 8) if spent else 0.0,
+        },
+        "embedding_tokens": spent.embedding_tokens if spent else 0,
+        "rerank_searches": spent.rerank_searches if spent else 0,
         "router": decision.router,
         "fallback_used": bool(turn.chat and turn.chat.fell_back),
         "model_attempts": list(turn.chat.attempts) if turn.chat else [],
