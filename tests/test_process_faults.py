@@ -170,3 +170,42 @@ def test_an_oversized_request_head_is_refused_before_it_is_read(served):
     assert answer.startswith(b"HTTP/1.1 431") or answer == b""
     # The server is fine, and a normal request with ordinary headers passes.
     assert httpx.get(f"{url}/healthz", headers={"X-Ok": "a" * 2000}, timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_copines_ask_logs_json_lines_at_the_set_level_without_keys(
+    knowledge_url: str, tmp_path: Path, as_json: bool
+):
+    with FakeChat() as fake:
+        fake.default(EXPERT, Reply("Voici ta réponse, étape par étape."))
+        fake.default(ORCH, Reply('{"agent": "audrey", "confidence": 0.9}'))
+        env = _base_env()
+        env.update(
+            DATABASE_URL=knowledge_url,
+            OPENROUTER_API_KEY=KEY,
+            COPINES_ADMIN_TOKEN=ADMIN,
+            COPINES_LLM_BASE_URL=fake.url,
+            COPINES_EXPERT_MODEL=EXPERT,
+            COPINES_FALLBACK_MODEL=FALLBACK,
+            COPINES_ORCHESTRATOR_MODEL=ORCH,
+            COPINES_DATA_DIR=str(tmp_path),
+        )
+        command = [*_copines(), "ask", QUESTION, *(["--json"] if as_json else [])]
+        info = subprocess.run(
+            command, env={**env, "COPINES_LOG_LEVEL": "info"}, capture_output=True, timeout=120
+        )
+        quiet = subprocess.run(
+            command, env={**env, "COPINES_LOG_LEVEL": "warning"}, capture_output=True, timeout=120
+        )
+    assert info.returncode == 0, info.stderr.decode()
+    stdout, stderr = info.stdout.decode(), info.stderr.decode()
+    assert KEY not in stdout + stderr and ADMIN not in stdout + stderr
+    logs = stderr if as_json else stdout
+    lines = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    turns = [line for line in lines if line.get("event") == "turn"]
+    assert len(turns) == 1 and turns[0]["model_used"] == EXPERT
+    assert turns[0]["level"] == "info" and turns[0]["logger"] == "copines.turn"
+    if as_json:  # stdout holds the result alone
+        assert json.loads(stdout)["response"].startswith("Voici ta réponse")
+    quiet_logs = quiet.stderr.decode() + quiet.stdout.decode()
+    assert '"event": "turn"' not in quiet_logs  # under the set level: no turn line

@@ -191,3 +191,15 @@ async def test_the_21st_file_is_reported_not_dropped(admin):
     )
     assert response.status_code == 200
     assert "fiche-20.md" in response.text and "20 fichiers au plus" in response.text
+
+
+async def test_the_cli_refuses_a_huge_file_before_reading_it(tmp_path, knowledge_deps):
+    from copines.knowledge.ingest import Ingester
+
+    huge = tmp_path / "espaces.txt"
+    with huge.open("wb") as out:
+        out.truncate(400 * 1024 * 1024)  # 400 MB, sparse: nothing is written, nothing read
+    deps = knowledge_deps
+    ingester = Ingester(deps.store, deps.embedder, deps.experts, deps.tagger, ParseLimits())
+    [result] = await ingester.ingest_paths([huge], owner="shared")
+    assert result.status == "skipped" and "trop gros" in result.detail

@@ -104,6 +104,12 @@ class Ingester:
 
         async def one(path: Path) -> IngestResult:
             try:
+                size = path.stat().st_size
+                if size > self.limits.max_file_bytes:  # refused before it is read
+                    limit = self.limits.max_file_bytes / 1024 / 1024
+                    return IngestResult(
+                        path.name, "skipped", detail=f"fichier trop gros ({limit:.0f} Mo au plus)"
+                    )
                 return await self.ingest_file(path, path.read_bytes(), owner, replace)
             except ConfigError:
                 raise

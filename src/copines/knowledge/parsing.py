@@ -30,6 +30,7 @@ class ParseLimits:
     max_paragraphs: int = 20_000
     max_pages: int = 500
     timeout: float = 30.0
+    max_file_bytes: int = 20 * 1024 * 1024  # a file read from disk (the CLI)
 
     @classmethod
     def from_settings(cls, settings: Any) -> ParseLimits:
@@ -38,6 +39,7 @@ class ParseLimits:
             max_paragraphs=settings.parse_max_paragraphs,
             max_pages=settings.parse_max_pages,
             timeout=settings.parse_timeout,
+            max_file_bytes=settings.upload_max_bytes,
         )
 
 
