@@ -155,7 +155,8 @@ class Settings(BaseSettings):
     # Console uploads: the request, each file, and what parsing may produce.
     upload_max_bytes: int = Field(20 * 1024 * 1024, gt=0)
     upload_max_files: int = Field(20, gt=0)
-    parse_max_expanded_bytes: int = Field(50 * 1024 * 1024, gt=0)  # text once decompressed
+    # Text once decompressed (a docx's XML parts; its images may take four times as much).
+    parse_max_expanded_bytes: int = Field(10 * 1024 * 1024, gt=0)
     parse_max_paragraphs: int = Field(20_000, gt=0)
     parse_max_pages: int = Field(500, gt=0)
     parse_timeout: float = Field(30.0, gt=0)  # seconds of parsing per file

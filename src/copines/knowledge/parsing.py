@@ -26,7 +26,7 @@ THREAD_MAX_BYTES = 256 * 1024  # md and txt up to this size are read on a thread
 
 @dataclass(frozen=True)
 class ParseLimits:
-    max_expanded_bytes: int = 50 * 1024 * 1024
+    max_expanded_bytes: int = 10 * 1024 * 1024
     max_paragraphs: int = 20_000
     max_pages: int = 500
     timeout: float = 30.0
@@ -47,30 +47,42 @@ def _mb(n: int) -> str:
     return f"{n / 1024 / 1024:.0f} Mo"
 
 
-def check_zip(data: bytes, limit: int) -> None:
-    """Refuse a docx whose entries would expand past `limit` bytes: by their declared sizes
-    first, then by the bytes really produced while reading them (a zip can lie)."""
+def check_zip(data: bytes, limit: int, max_paragraphs: int | None = None) -> None:
+    """Refuse a docx whose XML parts would expand past `limit` bytes (or hold more than
+    `max_paragraphs` paragraphs), by their declared sizes first, then by the bytes really
+    produced while reading them (a zip can lie). Other parts (images) may take four times
+    `limit` in all."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile as exc:
         raise InputError("fichier DOCX illisible : ce n'est pas une archive valide") from exc
+    too_big = "fichier refusé : une fois décompressé son texte ferait {size}, {limit} au plus"
     with archive:
         infos = archive.infolist()
-        declared = sum(info.file_size for info in infos)
-        if declared > limit:
-            raise InputError(
-                f"fichier refusé : une fois décompressé il ferait {_mb(declared)}, "
-                f"{_mb(limit)} au plus"
-            )
-        produced = 0
+        xml = [i for i in infos if i.filename.endswith((".xml", ".rels"))]
+        declared = sum(i.file_size for i in xml)
+        if declared > limit or sum(i.file_size for i in infos) > 4 * limit:
+            raise InputError(too_big.format(size=_mb(declared), limit=_mb(limit)))
+        produced = paragraphs = 0
         for info in infos:
+            is_xml = info in xml
+            cap = limit if is_xml else 4 * limit
+            seen = 0
             try:
                 with archive.open(info) as entry:
                     while piece := entry.read(1024 * 1024):
-                        produced += len(piece)
-                        if produced > limit:
+                        seen += len(piece)
+                        if is_xml:
+                            produced += len(piece)
+                            paragraphs += piece.count(b"<w:p>") + piece.count(b"<w:p ")
+                        if produced > limit or seen > cap:
                             raise InputError(
-                                f"fichier refusé : une fois décompressé il dépasse {_mb(limit)}"
+                                "fichier refusé : une fois décompressé il dépasse "
+                                f"{_mb(limit)} de texte"
+                            )
+                        if max_paragraphs is not None and paragraphs > max_paragraphs:
+                            raise InputError(
+                                f"fichier refusé : plus de {max_paragraphs} paragraphes"
                             )
             except (zipfile.BadZipFile, OSError, EOFError) as exc:
                 raise InputError("fichier DOCX illisible : archive abîmée") from exc
@@ -91,7 +103,7 @@ def parse_limited(path: Path, data: bytes, limits: ParseLimits) -> LoadedDocumen
     """Parse one file under `limits` (sizes and counts; the time is the caller's)."""
     suffix = path.suffix.lower()
     if suffix == ".docx":
-        check_zip(data, limits.max_expanded_bytes)
+        check_zip(data, limits.max_expanded_bytes, limits.max_paragraphs)
     elif suffix == ".pdf":
         check_pdf_pages(data, limits.max_pages)
     loaded = load_document(path, data)
