@@ -120,6 +120,7 @@ def test_sigterm_lets_turns_finish_within_the_grace_and_keeps_what_was_shown(ser
         thread.join(GRACE + 15)
     process.wait(GRACE + 20)
     took = time.monotonic() - stopped_at
+    print(f"SIGTERM with 3 turns running: process gone {took:.1f} s later (grace {GRACE} s)")
     assert took < GRACE + 15
     for _, events, _ in streams:
         names = [name for name, _ in events]

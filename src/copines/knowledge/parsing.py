@@ -155,7 +155,7 @@ def _parse_in_process(path: Path, data: bytes, limits: ParseLimits) -> LoadedDoc
     send.close()
     try:
         if not receive.poll(limits.timeout):
-            raise InputError(f"fichier refusé : sa lecture a pris plus de {limits.timeout:.0f} s")
+            raise InputError(f"fichier refusé : sa lecture a pris plus de {limits.timeout:g} s")
         try:
             kind, value = receive.recv()
         except EOFError as exc:  # the child died (out of memory, killed)
