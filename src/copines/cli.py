@@ -184,6 +184,7 @@ def _passage_json(p: Any) -> dict[str, Any]:
         "score": p.score,
         "text": p.text,
         "heading": p.heading_path,
+        "url": p.url,
         "dense_score": round(p.dense_score, 4),
     }
 

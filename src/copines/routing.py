@@ -77,6 +77,7 @@ class Decision:
     kept_previous: bool = False
     fallback_reason: str | None = None  # why the orchestrator's answer was not used
     rule: str = ""  # which local rule decided (escalate-pattern, follow-up, semantic...)
+    reason: str = ""  # why it escalates: emergency, medical, legal, payment, injection, ...
 
     @property
     def escalated(self) -> bool:

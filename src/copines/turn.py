@@ -165,6 +165,7 @@ def _source(p: Passage) -> dict:
         "owner": p.owner,
         "score": round(float(p.score), 4),
         "heading": p.heading_path,
+        "url": p.url,
     }
 
 

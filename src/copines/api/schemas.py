@@ -46,6 +46,7 @@ class SourcePublic(BaseModel):
     owner: str = ""
     score: float | None = None
     heading: str = ""
+    url: str | None = Field(None, description="The document's public page, when it has one.")
 
 
 class ChatPublic(BaseModel):

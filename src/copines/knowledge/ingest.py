@@ -171,7 +171,7 @@ class Ingester:
         vectors = await self.embedder.embed(
             [chunk_embed_text(loaded.title, c.heading_path, c.text) for c in chunks]
         )
-        decision = await self._decide_owner(filename, owner, vectors)
+        decision = await self._decide_owner(filename, owner, vectors, loaded.owner)
         tags = self.experts[decision.owner].tags if decision.owner in self.experts else []
         record = DocumentRecord(
             filename=filename,
@@ -182,6 +182,7 @@ class Ingester:
             content_hash=digest,
             source_path=str(path),
             category=path.suffix.lower().lstrip("."),
+            url=loaded.url,
         )
         await self.store.save_document(record, chunks, vectors, self.embedder.id)
         return IngestResult(
@@ -192,9 +193,13 @@ class Ingester:
             len(chunks),
         )
 
-    async def _decide_owner(self, filename: str, owner: str, vectors) -> OwnerDecision:
+    async def _decide_owner(
+        self, filename: str, owner: str, vectors, declared: str | None = None
+    ) -> OwnerDecision:
         if owner != "auto":
             return OwnerDecision(owner, "chosen at ingestion", "explicit")
+        if declared is not None and (declared == SHARED or declared in self.experts):
+            return OwnerDecision(declared, "declared in the front matter", "front matter")
         return self.tagger.by_filename(filename) or await self.tagger.by_content(vectors)
 
     async def reindex(self, on_progress: Callable[[int, int], None] | None = None) -> int:

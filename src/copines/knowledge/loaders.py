@@ -17,6 +17,53 @@ SUPPORTED = {".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".docx"}
 class LoadedDocument:
     title: str
     text: str  # Markdown: '#' headings, blank lines between paragraphs
+    url: str | None = None  # the public page of the document, when its front matter names one
+    owner: str | None = None  # the owner its front matter declares, if any
+
+
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)\n(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.S)
+
+
+def split_front_matter(text: str) -> tuple[dict[str, object], str]:
+    """A leading YAML block (between `---` lines) read as a mapping, and the text after it.
+
+    A block that is not a YAML mapping is left in the text, as written.
+    """
+    match = _FRONT_MATTER.match(text)
+    if not match:
+        return {}, text
+    import yaml
+
+    try:
+        meta = yaml.safe_load(match.group(1))
+    except yaml.YAMLError:
+        return {}, text
+    if not isinstance(meta, dict):
+        return {}, text
+    return meta, text[match.end() :]
+
+
+def _public_url(value: object) -> str | None:
+    """An http(s) address, or None (anything else is not a page a visitor can open)."""
+    if isinstance(value, str) and re.match(r"^https?://[^\s<>\"']+$", value.strip(), re.I):
+        return value.strip()
+    return None
+
+
+def _with_front_matter(text: str, path: Path, title_from_text: bool) -> LoadedDocument:
+    meta, body = split_front_matter(text)
+    title = meta.get("title")
+    if not isinstance(title, str) or not title.strip():
+        title = (
+            _title_from(body, _fallback_title(path)) if title_from_text else _fallback_title(path)
+        )
+    owner = meta.get("owner")
+    return LoadedDocument(
+        title.strip(),
+        body,
+        url=_public_url(meta.get("url")),
+        owner=owner.strip().lower() if isinstance(owner, str) and owner.strip() else None,
+    )
 
 
 def decode_text(data: bytes) -> str:
@@ -68,12 +115,12 @@ def _fallback_title(path: Path) -> str:
 
 def load_markdown(data: bytes, path: Path) -> LoadedDocument:
     text = decode_text(data).replace("\r\n", "\n").replace("\r", "\n")
-    return LoadedDocument(_title_from(text, _fallback_title(path)), text)
+    return _with_front_matter(text, path, title_from_text=True)
 
 
 def load_text(data: bytes, path: Path) -> LoadedDocument:
     text = decode_text(data).replace("\r\n", "\n").replace("\r", "\n")
-    return LoadedDocument(_fallback_title(path), text)
+    return _with_front_matter(text, path, title_from_text=False)
 
 
 def load_html(data: bytes, path: Path) -> LoadedDocument:

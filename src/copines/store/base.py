@@ -28,6 +28,7 @@ class DocumentRecord:
     category: str | None = None
     priority: int = 1
     source_path: str | None = None
+    url: str | None = None  # the document's public page, shown to visitors with its title
     id: int | None = None
     chunks: int = 0
     created_at: datetime | None = None
@@ -70,6 +71,7 @@ class Passage:
     dense_rank: int | None = None
     fused_score: float = 0.0
     score: float = 0.0
+    url: str | None = None  # the document's public page, when it has one
 
     def embed_text(self) -> str:
         return chunk_embed_text(self.title, self.heading_path, self.text)

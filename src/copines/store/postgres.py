@@ -238,6 +238,7 @@ class PostgresStore(VectorIndexesMixin, KeywordSearchMixin, ConversationsMixin, 
             priority=row["priority"],
             content_hash=row["content_hash"],
             source_path=row["source_path"],
+            url=row["url"],
             chunks=row["chunks"],
             created_at=_utc(row["created_at"]),
             updated_at=_utc(row["updated_at"]),
@@ -316,15 +317,16 @@ class PostgresStore(VectorIndexesMixin, KeywordSearchMixin, ConversationsMixin, 
             row = await (
                 await conn.execute(
                     "INSERT INTO copines.documents AS d (filename, title, agent_owner, "
-                    "owner_reason, tags, category, priority, content_hash, source_path, "
+                    "owner_reason, tags, category, priority, content_hash, source_path, url, "
                     "created_at, updated_at) "  # one instant for both (two defaults: two)
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
                     "statement_timestamp(), statement_timestamp()) "
                     "ON CONFLICT (filename) DO UPDATE SET title = excluded.title, "
                     "agent_owner = excluded.agent_owner, owner_reason = excluded.owner_reason, "
                     "tags = excluded.tags, category = excluded.category, "
                     "priority = excluded.priority, content_hash = excluded.content_hash, "
-                    "source_path = excluded.source_path, updated_at = clock_timestamp() "
+                    "source_path = excluded.source_path, url = excluded.url, "
+                    "updated_at = clock_timestamp() "
                     "RETURNING d.id",
                     (
                         document.filename,
@@ -336,6 +338,7 @@ class PostgresStore(VectorIndexesMixin, KeywordSearchMixin, ConversationsMixin, 
                         document.priority,
                         document.content_hash,
                         document.source_path,
+                        document.url,
                     ),
                 )
             ).fetchone()
@@ -469,7 +472,7 @@ class PostgresStore(VectorIndexesMixin, KeywordSearchMixin, ConversationsMixin, 
             return []
         select = (
             "SELECT c.id, c.document_id, d.filename, d.title, d.agent_owner, c.heading_path, "
-            "c.content, {score} AS dense FROM copines.document_chunks c "
+            "c.content, d.url, {score} AS dense FROM copines.document_chunks c "
             "JOIN copines.documents d ON d.id = c.document_id "
             "WHERE c.id = ANY(%(ids)s) AND d.agent_owner IN (%(expert)s, %(shared)s)"
         )
@@ -491,6 +494,7 @@ class PostgresStore(VectorIndexesMixin, KeywordSearchMixin, ConversationsMixin, 
                 owner=r["agent_owner"],
                 heading_path=r["heading_path"],
                 text=r["content"],
+                url=r["url"],
                 dense_score=float(r["dense"]),
             )
             for r in rows

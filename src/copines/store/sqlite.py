@@ -49,7 +49,7 @@ JOURNAL_LIMIT_BYTES = 8 * 1024 * 1024
 LOG_BACKLOG_BYTES = 12 * 1024 * 1024
 
 PASSAGES_SQL = (
-    "SELECT c.id, c.document_id, d.filename, d.title, d.owner, c.heading_path, c.text "
+    "SELECT c.id, c.document_id, d.filename, d.title, d.owner, c.heading_path, c.text, d.url "
     "FROM chunks c JOIN documents d ON d.id = c.document_id "
     "WHERE c.id IN (SELECT value FROM json_each(?))"
 )
@@ -359,6 +359,7 @@ class SQLiteStore(SQLiteConversations, Store):
             priority=row["priority"],
             content_hash=row["content_hash"],
             source_path=row["source_path"],
+            url=row["url"],
             chunks=row["chunks"],
             created_at=_dt(row["created_at"]),
             updated_at=_dt(row["updated_at"]),
@@ -422,21 +423,22 @@ class SQLiteStore(SQLiteConversations, Store):
                     document.priority,
                     document.content_hash,
                     document.source_path,
+                    document.url,
                 )
                 if existing:
                     doc_id = existing["id"]
                     db.execute("DELETE FROM chunks WHERE document_id = ?", (doc_id,))
                     db.execute(
                         "UPDATE documents SET title = ?, owner = ?, owner_reason = ?, tags = ?, "
-                        "category = ?, priority = ?, content_hash = ?, source_path = ?, "
+                        "category = ?, priority = ?, content_hash = ?, source_path = ?, url = ?, "
                         "updated_at = ? WHERE id = ?",
                         (*values, now, doc_id),
                     )
                 else:
                     doc_id = db.execute(
                         "INSERT INTO documents (title, owner, owner_reason, tags, category, "
-                        "priority, content_hash, source_path, filename, created_at, updated_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "priority, content_hash, source_path, url, filename, created_at, updated_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (*values, document.filename, now, now),
                     ).lastrowid
                 key = owner_key(document.owner)
@@ -691,6 +693,7 @@ class SQLiteStore(SQLiteConversations, Store):
                     owner=r[4],
                     heading_path=r[5],
                     text=r[6],
+                    url=r[7],
                     dense_score=scores.get(r[0], 0.0),
                 )
                 for r in rows

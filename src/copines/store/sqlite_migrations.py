@@ -184,6 +184,12 @@ def m004_fulltext_prefixes(db: sqlite3.Connection) -> None:
     _create_fulltext(db, prefixes=True)
 
 
+@migration
+def m005_document_url(db: sqlite3.Connection) -> None:
+    """A document's public address (from its front matter, or the page it was read from)."""
+    db.execute("ALTER TABLE documents ADD COLUMN url TEXT")
+
+
 FULLTEXT_TABLE = """
         CREATE VIRTUAL TABLE chunks_fts USING fts5(
             text, heading_path, owner_key, content='chunks', content_rowid='id',
