@@ -125,30 +125,47 @@ async def _open_turn(
     return Opened(conversation.id, message, new_token, conversation)
 
 
+_END = object()
+
+
 async def with_keepalive(events: AsyncIterator[bytes], every: float) -> AsyncIterator[bytes]:
     """`events`, with an SSE comment whenever nothing was sent for `every` seconds (while the
-    model thinks, or the database is locked), so that no proxy closes the stream."""
-    step: asyncio.Future[bytes] | None = None
+    model thinks, or the database is locked), so that no proxy closes the stream.
+
+    One task runs the turn and hands its events over through a small queue; waiting on the
+    queue under a timeout costs a timer per event, not a task.
+    """
+    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=32)
+
+    async def produce() -> None:
+        try:
+            async for item in events:
+                await queue.put(item)
+        except Exception as exc:  # handed over: the response's own handler reports it
+            await queue.put(exc)
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+        await queue.put(_END)
+
+    producer = asyncio.ensure_future(produce())
     try:
         while True:
-            if step is None:
-                step = asyncio.ensure_future(anext(events))
-            done, _ = await asyncio.wait({step}, timeout=every)
-            if not done:
+            try:
+                async with asyncio.timeout(every):
+                    item = await queue.get()
+            except TimeoutError:
                 yield KEEPALIVE
                 continue
-            try:
-                item = step.result()
-            except StopAsyncIteration:
+            if item is _END:
                 return
-            step = None
+            if isinstance(item, BaseException):
+                raise item
             yield item
     finally:
-        if step is not None and not step.done():
-            step.cancel()
-            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                await step
-        await events.aclose()  # type: ignore[attr-defined]
+        if not producer.done():
+            producer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await producer
 
 
 def public_turn(result_public: dict[str, Any], opened: Opened, deps: Deps) -> dict[str, Any]:
