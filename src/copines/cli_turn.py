@@ -271,7 +271,9 @@ def register(main: click.Group) -> None:
         from copines.logs import setup_logging
         from copines.turn import TurnRunner
 
-        setup_logging(settings=get_settings(), stream=sys.stderr if as_json else sys.stdout)
+        undo_logging = setup_logging(
+            settings=get_settings(), stream=sys.stderr if as_json else sys.stdout
+        )
 
         async def job(deps: Deps) -> dict:
             runner = TurnRunner(deps)
@@ -285,7 +287,10 @@ def register(main: click.Group) -> None:
             finally:
                 await runner.aclose()
 
-        result = run(job)
+        try:
+            result = run(job)
+        finally:
+            undo_logging()
         if as_json:
             emit_json(result)
             return

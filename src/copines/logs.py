@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,9 +60,10 @@ class JsonLines(logging.Formatter):
 
 def setup_logging(
     level: str | int | None = None, settings: Settings | None = None, stream: Any = None
-) -> None:
+) -> Callable[[], None]:
     """Send every logger's records (uvicorn's included) to `stream` (stdout by default) as
-    JSON lines at `level` (default: the `log_level` setting)."""
+    JSON lines at `level` (default: the `log_level` setting). Returns the undo (a command run
+    inside another program, a test, puts its handlers back)."""
     settings = settings or get_settings()
     level = level or settings.log_level
     if isinstance(level, str):
@@ -71,15 +73,36 @@ def setup_logging(
     handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(JsonLines(secrets_of(settings)))
     root = logging.getLogger()
+    names = ("uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "httpcore", "aiohttp.access")
+    saved = (
+        list(root.handlers),
+        root.level,
+        {n: (list(logging.getLogger(n).handlers), logging.getLogger(n).level) for n in names},
+        {n: logging.getLogger(n).propagate for n in names},
+    )
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in names[:3]:
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
         logger.setLevel(level)
     # Client libraries log each request at INFO, URLs included: only their warnings.
-    for name in ("httpx", "httpcore", "aiohttp.access"):
+    for name in names[3:]:
         logging.getLogger(name).setLevel(max(level, logging.WARNING))
+
+    def undo() -> None:
+        handlers, root_level, loggers, propagate = saved
+        root.removeHandler(handler)
+        for old in handlers:
+            root.addHandler(old)
+        root.setLevel(root_level)
+        for name, (old_handlers, old_level) in loggers.items():
+            logger = logging.getLogger(name)
+            logger.handlers[:] = old_handlers
+            logger.setLevel(old_level)
+            logger.propagate = propagate[name]
+
+    return undo

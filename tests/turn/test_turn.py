@@ -41,7 +41,7 @@ async def test_offline_turn_answers_from_the_experts_passages(knowledge_deps):
     assert not result.escalated and result.confidence >= 0.7
     assert 1 <= len(result.sources) <= 3
     for source in result.sources:
-        assert set(source) == {"filename", "title", "owner", "score", "heading"}
+        assert set(source) == {"filename", "title", "owner", "score", "heading", "url"}
         assert source["owner"] in ("audrey", "shared")
     assert "Sources" in result.response and "Ton action pour aujourd'hui" in result.response
     assert set(result.to_public()) == PUBLIC_FIELDS

@@ -3,7 +3,7 @@
 -- insert or update, whoever writes (the CLI, the console, a hand-written UPDATE): a typo such as
 -- 'audery' would hide a document from every expert.
 CREATE TABLE IF NOT EXISTS copines.owners (
-  id text PRIMARY KEY CHECK (id ~ '^[a-z0-9_-]{1,64}$'),
+  id text PRIMARY KEY CHECK (id <> ''),
   registered_at timestamptz NOT NULL DEFAULT now()
 );
 ALTER TABLE copines.owners ENABLE ROW LEVEL SECURITY;
