@@ -207,3 +207,12 @@ async def knowledge_deps(
         yield built
     finally:
         await built.aclose()
+
+
+@pytest.fixture
+def smtp_server():
+    """A real SMTP server on loopback; `.url` for COPINES_SMTP_URL, `.inbox` for what came."""
+    from tests.fakes.smtp import SMTPServer
+
+    with SMTPServer() as server:
+        yield server

@@ -51,12 +51,48 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True)
 @click.option("--owner", default="auto", show_default=True, help="auto, an expert id, or shared")
 @click.option("--replace", is_flag=True, help="re-process files even when unchanged")
+@click.option("--sitemap", "kind", flag_value="sitemap", help="each URL is a sitemap")
+@click.option("--crawl", "kind", flag_value="crawl", help="crawl from each URL, following links")
+@click.option("--prefix", help="sitemap or crawl: only addresses starting with this")
+@click.option("--max-pages", type=click.IntRange(1, 10_000), help="sitemap or crawl: at most")
 @click.option("--json", "as_json", is_flag=True, help="print the results as JSON")
-def ingest(paths: tuple[Path, ...], owner: str, replace: bool, as_json: bool) -> None:
-    """Add files or folders (md, txt, html, pdf, docx) to the knowledge bases."""
+def ingest(
+    paths: tuple[str, ...],
+    owner: str,
+    replace: bool,
+    kind: str | None,
+    prefix: str | None,
+    max_pages: int | None,
+    as_json: bool,
+) -> None:
+    """Add files or folders (md, txt, html, pdf, docx), or web pages by URL (a page, a sitemap
+    ending in .xml or given with --sitemap, or a crawl with --crawl), to the knowledge bases.
+    URLs become sources that `copines sync` revisits."""
+    from copines.cli_sources import exit_code, ingest_urls, is_url, print_report, url_source
+
+    urls = [p for p in paths if is_url(p)]
+    if urls:
+        sources = [url_source(u, kind, prefix, max_pages, owner) for u in urls]
+        report = run(
+            lambda deps: ingest_urls(
+                deps,
+                sources,
+                lambda line: console.print(line, highlight=False, markup=False, soft_wrap=True),
+            )
+        )
+        print_report(report, as_json)
+        if len(urls) == len(paths):
+            sys.exit(exit_code(report, ingesting=True))
+    files_given = [Path(p) for p in paths if not is_url(p)]
+    if files_given:
+        _ingest_files(tuple(files_given), owner, replace, as_json)
+
+
+def _ingest_files(paths: tuple[Path, ...], owner: str, replace: bool, as_json: bool) -> None:
+    """Ingest files and folders, with a progress bar and a table of results."""
 
     async def job(deps: Deps) -> list:
         ingester = deps.ingester()
@@ -247,7 +283,13 @@ def search(query: str | None, expert: str | None, k: int | None, as_json: bool, 
 
 
 # Commands that live beside the part they drive; each module defines `register(main)`.
-COMMAND_MODULES = ("copines.cli_turn", "copines.cli_web", "copines.cli_prod", "copines.cli_admin")
+COMMAND_MODULES = (
+    "copines.cli_turn",
+    "copines.cli_web",
+    "copines.cli_prod",
+    "copines.cli_admin",
+    "copines.cli_sources",
+)
 
 
 def _register_command_modules() -> None:

@@ -13,6 +13,39 @@ from copines.errors import CopinesError
 
 def register(main: click.Group) -> None:
     main.add_command(migrate)
+    main.add_command(purge)
+
+
+@click.command()
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=None,
+    help="keep conversations active within this many days (default: COPINES_RETENTION_DAYS)",
+)
+def purge(days: int | None) -> None:
+    """Delete the conversations idle for longer than the retention period (with their messages,
+    hand-offs, feedback and email). `copines serve` runs it every day on its own."""
+    from copines.privacy import purge as run_purge
+    from copines.store import create_store
+
+    settings = get_settings()
+    if days is not None:
+        settings = settings.model_copy(update={"retention_days": days})
+
+    async def job() -> int:
+        async with create_store(settings) as store:
+            return await run_purge(store, settings)
+
+    try:
+        deleted = asyncio.run(job())
+    except CopinesError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    click.echo(
+        f"{deleted} conversation{'s' if deleted != 1 else ''} older than "
+        f"{settings.retention_days} days deleted"
+    )
 
 
 @click.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -12,6 +13,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 OPENROUTER_URL = "https://openrouter.ai/api/v1"
 OPENAI_URL = "https://api.openai.com/v1"
 COHERE_URL = "https://api.cohere.com"
+DRIVE_URL = "https://www.googleapis.com"
+NOTION_URL = "https://api.notion.com"
 
 # Dollars per million tokens (prompt, completion), used when the API reports no cost.
 DEFAULT_PRICES: dict[str, tuple[float, float]] = {
@@ -120,6 +123,26 @@ class Settings(BaseSettings):
     max_message_chars: int = 2000
     max_answer_words: int = 300
     escalation_webhook: str | None = None
+    # Email: replies of the team to visitors who left an address, and each new hand-off to the
+    # team (smtp://user:password@host:port, or smtps:// for implicit TLS; starttls by default
+    # on port 587). Without it, nothing is sent by email.
+    smtp_url: SecretStr | None = None
+    smtp_from: str = "L'Agence des Copines <bonjour@lagencedescopines.com>"
+    smtp_timeout: float = 10.0
+    team_email: str | None = None  # who is told of each new hand-off
+    console_url: str = "http://localhost:8000/admin"  # the console, as the team reaches it
+    # Where a reply's link reopens the conversation: a page of the site that embeds the widget.
+    site_url: str = "http://localhost:8000/"
+    reply_link_days: int = 30  # how long that link opens the conversation
+    # Privacy: the agency's policy (linked from the widget), how long conversations are kept
+    # after their last message, how often `copines serve` purges older ones, and the key of
+    # the hash that replaces visitors' IP addresses (derived from the admin token when unset).
+    privacy_url: str = "https://lagencedescopines.com/confidentialite"
+    retention_days: int = 365
+    purge_interval_hours: float = 24.0
+    ip_hash_key: SecretStr | None = None
+    link_secret: SecretStr | None = None  # signs reply links; derived from the admin token too
+    assistant_name: str = "Lou"  # signs the automatic messages (hand-offs), labelled "assistante"
     log_message_text: bool = False
     # Local router: the lead the best expert needs to decide without the orchestrator, and the
     # lead another expert needs to take over a conversation from the previous one.
@@ -163,12 +186,56 @@ class Settings(BaseSettings):
 
     # Logging: JSON lines on stdout (`copines serve`, `copines ask`).
     log_level: str = "INFO"
+    # Addresses (IPs or networks) of the n8n instances in front of the API: from them alone, the
+    # visitor's address is read from the X-Copines-Visitor-IP header they forward.
+    n8n_addresses: Annotated[list[str], NoDecode] = []
     rate_limit_prefix: str = "copines:rl:"  # Redis key prefix of the rate limits
 
-    @field_validator("shared_patterns", "allowed_origins", mode="before")
+    # Knowledge sources kept in sync: sites, Google Drive, Notion (docs/knowledge.md)
+    sources_file: Path | None = None  # sources.yaml; default: <data_dir>/sources.yaml
+    sync_interval_minutes: float = 0.0  # `copines serve` syncs every N minutes; 0: never
+    fetch_user_agent: str = "copines-sync/0.1 (knowledge sync of L'Agence des Copines)"
+    fetch_delay: float = 1.0  # seconds between two requests to one host (robots may ask more)
+    fetch_timeout: float = 20.0  # one whole request, body included
+    fetch_connect_timeout: float = 5.0
+    fetch_max_bytes: int = 5_000_000  # a bigger answer is cut off and reported
+    fetch_max_redirects: int = 5
+    # Networks the address guard lets through although not public (e.g. "10.0.0.0/8" for an
+    # intranet); loopback, private, link-local and metadata addresses are refused otherwise.
+    fetch_allow_networks: Annotated[list[str], NoDecode] = []
+    crawl_max_pages: int = 200
+    google_service_account_file: Path | None = Field(
+        None,
+        validation_alias=_env(
+            "COPINES_GOOGLE_SERVICE_ACCOUNT_FILE", "GOOGLE_APPLICATION_CREDENTIALS"
+        ),
+    )
+    google_token_url: str | None = None  # default: the key file's token_uri
+    drive_api_url: str = DRIVE_URL
+    notion_token: SecretStr | None = Field(
+        None, validation_alias=_env("COPINES_NOTION_TOKEN", "NOTION_TOKEN")
+    )
+    notion_api_url: str = NOTION_URL
+    notion_version: str = "2022-06-28"
+
+    @field_validator(
+        "shared_patterns", "allowed_origins", "fetch_allow_networks", "n8n_addresses", mode="before"
+    )
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("n8n_addresses")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for address in value:
+            try:
+                ipaddress.ip_network(address, strict=False)
+            except ValueError as error:
+                raise ValueError(
+                    f"COPINES_N8N_ADDRESSES: {address!r} is not an IP address or network"
+                ) from error
+        return value
 
     @property
     def llm_enabled(self) -> bool:
@@ -181,6 +248,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'copines.db').as_posix()}"
+
+    @property
+    def resolved_sources_file(self) -> Path:
+        return self.sources_file or self.data_dir / "sources.yaml"
 
     @property
     def use_openai_embeddings(self) -> bool:

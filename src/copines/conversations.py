@@ -7,6 +7,7 @@ import hmac
 import secrets
 import uuid
 
+from copines.privacy import reopen_token_valid
 from copines.store.base import Conversation, Store
 
 
@@ -23,14 +24,17 @@ async def start_conversation(store: Store) -> tuple[Conversation, str]:
 
 
 async def open_conversation(
-    store: Store, conversation_id: str, token: str | None
+    store: Store, conversation_id: str, token: str | None, link_key: bytes | None = None
 ) -> Conversation | None:
-    """The conversation if `token` is its token; None otherwise (unknown id or wrong token)."""
+    """The conversation if `token` is its token, or (with `link_key`) an unexpired reopen
+    credential from a reply's email; None otherwise (unknown id or wrong token)."""
     if not token or not conversation_id or len(conversation_id) > 64:
         return None
     conversation = await store.get_conversation(conversation_id)
     if conversation is None:
         return None
-    if not hmac.compare_digest(conversation.token_hash, hash_token(token)):
-        return None
-    return conversation
+    if hmac.compare_digest(conversation.token_hash, hash_token(token)):
+        return conversation
+    if link_key is not None and reopen_token_valid(link_key, token, conversation_id):
+        return conversation
+    return None

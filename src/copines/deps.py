@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from copines.config import Settings
@@ -15,6 +16,31 @@ from copines.providers.embeddings import Embedder, build_embedder
 from copines.providers.rerank import Reranker, build_reranker
 from copines.store import create_store
 from copines.store.base import Store
+
+log = logging.getLogger("copines.parts")
+
+
+def describe_parts(settings: Settings) -> list[str]:
+    """One sentence per part saying what backs it, and how to change an offline default."""
+    store = "postgres" if settings.resolved_database_url.startswith("postgres") else "sqlite"
+    lines = [f"store: {store}"]
+    if settings.llm_enabled:
+        lines.append(f"chat: {settings.llm_base_url} (fallback {settings.fallback_model})")
+    else:
+        lines.append("chat: no OPENROUTER_API_KEY: answering offline; set it to use the models")
+    if settings.use_openai_embeddings:
+        lines.append(f"embeddings: {settings.embeddings_model}")
+    else:
+        lines.append("embeddings: local model; set OPENAI_API_KEY for OpenAI's")
+    if settings.cohere_api_key is not None:
+        lines.append(f"rerank: {settings.cohere_rerank_model}")
+    else:
+        lines.append("rerank: local; set COHERE_API_KEY for Cohere's")
+    if settings.redis_url:
+        lines.append("rate limits: Redis")
+    else:
+        lines.append("rate limits: in this process; set REDIS_URL to share them between workers")
+    return lines
 
 
 @dataclass
@@ -48,6 +74,8 @@ class Deps:
         )
         tagger = OwnerTagger(experts, embedder, settings.shared_patterns)
         chat = ChatClient.from_settings(settings) if settings.llm_enabled else None
+        for line in describe_parts(settings):
+            log.info("%s", line)
         return cls(settings, experts, store, embedder, reranker, retriever, tagger, chat=chat)
 
     def ingester(self) -> Ingester:

@@ -169,5 +169,6 @@ def webhook_payload(escalation: Escalation) -> dict[str, Any]:
         "brief": escalation.brief,
         "closest_expert": escalation.closest_expert,
         "status": escalation.status,
+        "updated": escalation.merged,  # a later hand-off of a conversation already waiting
         "created_at": datetime.now(UTC).isoformat(),
     }

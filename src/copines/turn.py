@@ -27,6 +27,7 @@ from copines.escalation import (
     webhook_payload,
 )
 from copines.knowledge.retrieval import RetrievalResult
+from copines.mail import Mailer
 from copines.postprocess import ACCOMPANIMENT_NOTE, Analysis, analyze, format_answer
 from copines.prompts import expert_messages
 from copines.providers import spend
@@ -199,6 +200,7 @@ class TurnRunner:
         self.background = Background()
         self.webhook = WebhookNotifier(settings.escalation_webhook)
         self.stopping = False  # set by begin_shutdown: new turns are refused
+        self.mailer = Mailer(settings)
 
     async def prepare(self) -> None:
         """Embed the routing exemplars now rather than during the first visitor's turn."""
@@ -641,8 +643,8 @@ class TurnRunner:
         )
 
     async def _after_answer(self, turn: _Turn, message_id: int) -> None:
-        """Once the answer is stored: the escalation (and its webhook), or the conversation's
-        expert."""
+        """Once the answer is stored: the escalation (its webhook and email), or the
+        conversation's expert."""
         deps, decision = self.deps, turn.decision
         assert decision is not None
         if decision.escalated:
@@ -660,6 +662,8 @@ class TurnRunner:
                 self.background.spawn(
                     self.webhook.send(webhook_payload(escalation)), name="escalation-webhook"
                 )
+            if self.mailer.enabled and not escalation.merged:
+                self.background.spawn(self.mailer.send_handoff(escalation), name="escalation-email")
         elif decision.agent != turn.previous_expert:
             await self._when_free(
                 lambda: deps.store.set_conversation_expert(turn.conversation_id, decision.agent)

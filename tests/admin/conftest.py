@@ -57,11 +57,16 @@ async def client(admin_deps: Deps) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
+AUTHOR = "Sophie"
+
+
 async def sign_in(http: httpx.AsyncClient, token: str = TOKEN) -> httpx.Response:
-    """Fill the login form as a browser would."""
+    """Fill the login form as a browser would (with the display name that signs replies)."""
     page = await http.get("/admin/login")
     csrf = CSRF_RE.search(page.text).group(1)
-    return await http.post("/admin/login", data={"token": token, "csrf_token": csrf})
+    return await http.post(
+        "/admin/login", data={"token": token, "csrf_token": csrf, "name": AUTHOR}
+    )
 
 
 @pytest.fixture

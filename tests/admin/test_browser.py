@@ -13,12 +13,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from copines.conversations import start_conversation
 from copines.deps import Deps
-from copines.store.base import Message
-from tests.admin.conftest import TOKEN, backdate, db_path, seed
+from copines.store.base import Escalation, Message
+from tests.admin.conftest import AUTHOR, TOKEN, backdate, db_path, seed
 from tests.admin.test_knowledge import _seed_gaps
 from tests.admin.test_live import ASK_HUMAN, TEAM_ANSWER
 from tests.api.live import LiveServer, live_server
+from tests.axe import axe_violations, blocking
 from tests.conftest import ROOT, make_settings
 
 CHROMIUM = "/usr/bin/chromium"
@@ -66,6 +68,7 @@ def server(settings, embedder) -> Iterator[LiveServer]:
 def sign_in(page, url: str) -> None:
     page.goto(f"{url}/admin/escalations")
     assert "/admin/login" in page.url  # no session yet
+    page.fill("#name", AUTHOR)
     page.fill("#token", TOKEN)
     page.click("button[type=submit]")
     page.wait_for_url(f"{url}/admin/escalations")
@@ -87,19 +90,27 @@ def test_team_reply_reaches_the_open_widget(browser, server):
         console.click("text=Ouvrir et répondre")
         console.fill("textarea[name=content]", TEAM_ANSWER)
         console.click("form.reply button[type=submit]")
-        console.wait_for_url("**msg=replied")
+        console.wait_for_url("**msg=replied#m*")
         assert "Réponse envoyée" in console.content()
+        # The page stays at the new message.
+        anchor = console.evaluate("location.hash")
+        assert anchor.startswith("#m")
+        assert console.locator(anchor).text_content().find(TEAM_ANSWER) >= 0
+        assert (
+            console.evaluate(f"document.querySelector('{anchor}').getBoundingClientRect().top")
+            < 900
+        )
 
-        # The widget is still open: its poll brings the reply, signed « L'équipe ».
-        reply = widget.locator("copines-chat li.msg", has_text=TEAM_ANSWER)
+        # The widget is still open: its poll brings the reply, signed with her name.
+        reply = widget.locator("copines-chat .msg", has_text=TEAM_ANSWER)
         reply.wait_for(timeout=15_000)
-        assert reply.locator(".author").inner_text() == "L'équipe"
+        assert reply.locator(".author .name").inner_text() == AUTHOR
 
         # Opening the page again (the visitor comes back later) shows it too.
         again = visitor.new_page()
         again.goto(server.url + "/")
         again.click("copines-chat .launcher")
-        again.locator("copines-chat li.msg", has_text=TEAM_ANSWER).wait_for(timeout=15_000)
+        again.locator("copines-chat .msg", has_text=TEAM_ANSWER).wait_for(timeout=15_000)
     finally:
         visitor.close()
         team.close()
@@ -128,17 +139,47 @@ async def _seed_for_pictures(settings, embedder) -> None:
                     now - timedelta(days=days_ago),
                 )
         await _seed_gaps(deps)
+        # An angry, urgent hand-off, asked twice, from a visitor who left her email.
+        angry, _ = await start_conversation(deps.store)
+        await deps.store.set_conversation_email(angry.id, "marie@exemple.fr")
+        question = (
+            "J'ai été débitée deux fois et je n'ai plus accès à la formation, c'est urgent !!"
+        )
+        await deps.store.add_message(
+            Message(angry.id, "user", question, meta={"sentiment": "negative"})
+        )
+        for reason in ("problème de paiement", "accès perdu"):
+            answer = await deps.store.add_message(
+                Message(
+                    angry.id,
+                    "assistant",
+                    "Je transmets à l'équipe.",
+                    agent="escalate",
+                    meta={"sentiment": "negative"},
+                )
+            )
+            await deps.store.add_escalation(
+                Escalation(
+                    angry.id,
+                    reason,
+                    primary_need=reason,
+                    message_id=answer,
+                    brief=f"Motif : {reason}.\nMessage : « {question} »",
+                )
+            )
     finally:
         await deps.aclose()
 
 
 SHOTS = [
     ("escalations", "/admin/escalations"),
+    ("privacy", "/admin/privacy?email=marie%40exemple.fr"),
     ("escalation", None),  # the newest open escalation
     ("conversations", "/admin/conversations"),
     ("conversation", None),  # its conversation, details open
     ("knowledge", "/admin/knowledge?expert=carole&q=Combien+de+reels+par+semaine+%3F"),
     ("gaps", "/admin/gaps"),
+    ("sources", "/admin/sources"),
     ("analytics", "/admin/analytics?since={since}"),
 ]
 
@@ -159,13 +200,18 @@ def test_screenshots(browser, settings, embedder, tmp_path):
                 "Comment créer ma première séquence d'emails de bienvenue ?",
             ):
                 assert visitor.post("/api/chat", json={"message": message}).status_code == 200
+        # axe-core is injected by the test: the console's CSP would refuse it otherwise.
         context = browser.new_context(
-            viewport={"width": 1280, "height": 900}, locale="fr-FR", timezone_id="UTC"
+            viewport={"width": 1280, "height": 900},
+            locale="fr-FR",
+            timezone_id="UTC",
+            bypass_csp=True,
         )
         try:
             page = context.new_page()
             page.goto(f"{server.url}/admin/login")
             page.screenshot(path=str(docs / "admin-login.png"))
+            assert blocking(axe_violations(page)) == []
             sign_in(page, server.url)
             for name, path in SHOTS:
                 if name == "escalation":
@@ -180,6 +226,8 @@ def test_screenshots(browser, settings, embedder, tmp_path):
                 else:
                     page.goto(server.url + path.format(since=since))
                 page.screenshot(path=str(docs / f"admin-{name}.png"), full_page=True)
+                problems = blocking(axe_violations(page))
+                assert problems == [], f"{name}: " + "\n".join(problems)
             # A tablet in portrait: the layout folds to one column.
             tablet = browser.new_context(
                 locale="fr-FR",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.admin.conftest import csrf_of, seed
+from tests.admin.conftest import AUTHOR, csrf_of, seed
 
 
 async def test_inbox_lists_open_escalations_newest_first_with_brief(admin, admin_deps):
@@ -58,9 +58,15 @@ async def test_reply_is_stored_as_team_message_and_can_mark_handled(admin, admin
         },
     )
     assert response.status_code == 303
-    assert response.headers["location"] == f"/admin/escalations/{escalation}?msg=replied"
     messages = await admin_deps.store.get_messages(conversation)
+    # Back at the new message (she left no email: the widget only).
+    assert response.headers["location"] == (
+        f"/admin/escalations/{escalation}?msg=replied#m{messages[-1].id}"
+    )
     assert messages[-1].role == "team"
+    assert messages[-1].meta["author_name"] == AUTHOR
+    page = await admin.get(f"/admin/conversations/{conversation}")
+    assert f'id="m{messages[-1].id}"' in page.text and f"{AUTHOR} <span" in page.text
     assert messages[-1].content == "Bonjour ! Pour la TVA, voici..."
     assert messages[-1].meta["escalation_id"] == escalation
     assert (await admin_deps.store.get_escalation(escalation)).status == "handled"

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from copines.api.ratelimit import MemoryLimiter, Rule
+from copines.privacy import hash_ip
 
 LIMITED = {"rate_per_minute": 3, "rate_per_day_ip": 100, "rate_new_conversations_per_hour": 50}
 
@@ -136,6 +137,9 @@ def test_redis_limits_are_shared_by_two_app_instances(serve, api_settings, redis
         keys = [k.decode() for k in client.scan_iter(match=redis_prefix + "*")]
         assert any(k.endswith(":m") for k in keys)
         assert all(0 < client.pttl(k) <= 86_400_000 for k in keys)
+        # The address is kept only as its keyed hash, never in clear.
+        assert not any("127.0.0.1" in k for k in keys), keys
+        assert any(hash_ip(settings, "127.0.0.1") in k for k in keys), keys
     finally:
         client.close()
 

@@ -69,9 +69,10 @@ def test_the_widget_script_is_self_contained(client: httpx.Client):
     assert "attachShadow" in script and ":host" in script
     for expected in ("Audrey", "Carole", "#2F6FDE", "Ouvrir le chat"):
         assert expected in script
-    # No CDN, font or tracker: the only URL is the SVG namespace.
+    # No CDN, font or tracker: the only URLs are the SVG namespace and the agency's privacy
+    # policy (a link the visitor may follow; nothing is loaded from it).
     urls = set(re.findall(r"https?://[^\s\"')]+", script))
-    assert urls == {"http://www.w3.org/2000/svg"}, urls
+    assert urls == {"http://www.w3.org/2000/svg", "https://lagencedescopines.com/confidentialite"}
     cached = client.get("/widget.js", headers={"If-None-Match": response.headers["etag"]})
     assert cached.status_code == 304
 

@@ -51,7 +51,7 @@ def host_page(page, host_site, widget_url: str, head: str = "", attrs: str = "")
 
 
 def ask(page, text: str) -> None:
-    page.locator("copines-chat textarea").fill(text)
+    page.locator("copines-chat .composer textarea").fill(text)
     page.keyboard.press("Enter")
 
 
@@ -67,8 +67,8 @@ def test_a_visitor_sees_the_answer_stream_in_with_its_expert_and_sources(page, s
     assert launcher.get_attribute("aria-expanded") == "true"
     suggestions = page.locator("copines-chat .suggestion")
     assert suggestions.count() == 2
-    assert "Audrey" in suggestions.nth(0).get_attribute("aria-label")
-    assert "Carole" in suggestions.nth(1).get_attribute("aria-label")
+    assert "Audrey" in suggestions.nth(0).text_content()
+    assert "Carole" in suggestions.nth(1).text_content()
 
     page.evaluate(RECORD_STREAM)
     ask(page, QUESTION)
@@ -79,7 +79,7 @@ def test_a_visitor_sees_the_answer_stream_in_with_its_expert_and_sources(page, s
     final = len(answer.locator(".bubble").text_content())
     partial = {n for n in page.evaluate("window.__lengths") if 0 < n < final}
     assert len(partial) >= 4, partial
-    assert answer.locator(".author").text_content() == "Audrey"
+    assert answer.locator(".author .name").text_content() == "Audrey"
     assert answer.locator(".avatar").text_content() == "AU"
     assert answer.locator(".bubble li").count() == 3  # the numbered steps, as a list
     assert "Premier email" in answer.locator(".bubble strong").first.text_content()
@@ -101,7 +101,7 @@ def test_a_visitor_sees_the_answer_stream_in_with_its_expert_and_sources(page, s
     assert restored.first.text_content() == QUESTION
     answer = last_answer(page)
     answer.locator(".sources li").first.wait_for()
-    assert answer.locator(".author").text_content() == "Audrey"
+    assert answer.locator(".author .name").text_content() == "Audrey"
     assert "Premier email" in answer.locator(".bubble").text_content()
     assert page.locator("copines-chat .msg.assistant:not(.greeting)").count() == 1
 
@@ -147,7 +147,7 @@ def test_the_widget_works_with_the_keyboard_alone(page, site):
 WIDGET_GEOMETRY = """() => {
   const root = document.querySelector('copines-chat').shadowRoot;
   const out = {};
-  for (const sel of ['.launcher', '.panel', '.head', 'textarea', '.send', '.suggestion', '.greeting .bubble']) {
+  for (const sel of ['.launcher', '.panel', '.head', '.composer textarea', '.send', '.suggestion', '.greeting .bubble']) {
     const el = root.querySelector(sel);
     const r = el.getBoundingClientRect();
     const s = getComputedStyle(el);
@@ -195,7 +195,7 @@ def test_a_hostile_host_page_does_not_change_the_widget(page, site, host_site):
     # And it still talks to the service from this other (allowed) site.
     ask(page, QUESTION)
     last_answer(page).locator(".tools").wait_for(timeout=20_000)
-    assert last_answer(page).locator(".author").text_content() == "Audrey"
+    assert last_answer(page).locator(".author .name").text_content() == "Audrey"
 
 
 def test_data_attributes_set_title_greeting_colours_and_position(page, site, host_site):
@@ -242,7 +242,8 @@ def test_team_replies_show_up_live_under_the_team_label(page, site, site_setting
         pool.submit(asyncio.run, reply()).result(30)
     team = page.locator("copines-chat .msg.assistant", has_text="Julie de l'agence")
     team.wait_for(timeout=10_000)  # the widget polls every few seconds
-    assert team.locator(".author").text_content() == "L'équipe"
+    assert team.locator(".author .name").text_content() == "L'équipe"
+    assert team.locator(".author .label").text_content() == "équipe"
     # At the next opening too.
     page.reload()
     if not page.locator("copines-chat .panel").is_visible():
@@ -262,15 +263,35 @@ def test_refusals_are_explained_in_french(page, site_settings, embedder, host_si
         ask(page, "Et pour la relance ?")
         notice = page.locator("copines-chat .notice")
         notice.wait_for()
-        assert re.search(r"attends.*réessayer dans \d+ s", notice.text_content()), (
-            notice.text_content()
+        first = notice.text_content()
+        assert re.search(r"attends.*réessayer dans \d+ s", first), first
+        assert (
+            page.locator("copines-chat .composer textarea").input_value() == "Et pour la relance ?"
         )
-        assert page.locator("copines-chat textarea").input_value() == "Et pour la relance ?"
+        # The wait counts down live, and sending waits for it.
+        seconds = int(re.search(r"dans (\d+) s", first).group(1))
+        page.wait_for_function(
+            """(n) => {
+              const t = document.querySelector('copines-chat').shadowRoot
+                .querySelector('.notice').textContent;
+              const m = /dans (\\d+) s/.exec(t);
+              return m && Number(m[1]) <= n - 2;
+            }""",
+            arg=seconds,
+            timeout=5_000,
+        )
+        assert page.locator("copines-chat .send").is_disabled()
 
-    # Now the server is gone while the page is open.
+    # Now the server is gone while a page is open: a clear notice with a retry button, and the
+    # question is given back.
+    with live_server(site_settings(), embedder=embedder) as gone:
+        host_page(page, host_site, f"{gone.url}/widget.js", attrs='data-open="true"')
+        page.locator("copines-chat .panel").wait_for()
     ask(page, "Tu es là ?")
     notice = page.locator("copines-chat .notice", has_text="Impossible de joindre")
     notice.wait_for(timeout=10_000)
+    assert notice.get_by_role("button", name="Réessayer").is_visible()
+    assert page.locator("copines-chat .composer textarea").input_value() == "Tu es là ?"
 
 
 @pytest.mark.parametrize(("name", "viewport"), [("desktop", (1280, 800)), ("mobile", (390, 844))])
@@ -316,7 +337,10 @@ def test_a_hand_off_says_clearly_that_a_person_takes_over(page, site, fake):
     ask(page, "Je voudrais parler à une vraie personne de l'équipe, s'il te plaît.")
     answer = last_answer(page)
     answer.locator(".handoff").wait_for(timeout=20_000)
-    assert answer.locator(".author").text_content() == "L'équipe"
+    # The automatic message is the assistant's, not a person's of the team.
+    assert answer.locator(".author .name").text_content() == "Lou"
+    assert answer.locator(".author .label").text_content() == "assistante"
+    assert answer.locator(".avatar.icon svg").count() == 1
     assert "une personne te répond ici même" in answer.locator(".handoff").text_content()
     assert answer.locator(".bubble").text_content().strip()
 

@@ -31,6 +31,8 @@ TABLES = {
     "conversations",
     "messages",
     "escalations",
+    "sources",
+    "source_items",
     "feedback",
     "schema_migrations",
     "owners",

@@ -121,6 +121,7 @@ class Turn:
     loop: bool
     best_score: float | None
     feedback: int | None = None
+    feedback_comment: str = ""
     score_at_read_time: bool = False  # best_score searched by the console, not by the turn
     rule: str = ""  # which routing rule decided (the turn's meta)
 
@@ -161,6 +162,7 @@ def read_turns(
 ) -> list[Turn]:
     """The turns among `messages` (any order), oldest first, with their feedback."""
     rating = {f.message_id: f.rating for f in feedback or []}
+    comments = {f.message_id: f.comment for f in feedback or [] if f.comment}
     closest = {e.message_id: e.closest_expert for e in escalations or [] if e.message_id}
     last_user: dict[str, Message] = {}
     turns = []
@@ -192,6 +194,7 @@ def read_turns(
                 loop=_flag(_meta_get([message], "loop")),
                 best_score=best_score(message),
                 feedback=rating.get(message.id or -1),
+                feedback_comment=comments.get(message.id or -1, ""),
                 rule=_label(_meta_get([message], "rule")) or "",
             )
         )

@@ -25,6 +25,7 @@ from copines.api.routes import chat, conversations, feedback, health, widget
 from copines.config import Settings, get_settings
 from copines.deps import Deps
 from copines.errors import InputError, NotFoundError, StoreBusyError
+from copines.privacy import purge_forever
 from copines.providers.embeddings import Embedder
 
 log = logging.getLogger("copines.api")
@@ -184,9 +185,11 @@ def create_app(
     *,
     embedder: Embedder | None = None,
     turn_runner: Callable[[Deps], Any] | None = None,
+    purge_schedule: bool = True,
 ) -> FastAPI:
     """The web service. `embedder` lets tests share one loaded model between apps;
-    `turn_runner` builds the TurnRunner from the Deps (default: copines.turn.TurnRunner)."""
+    `turn_runner` builds the TurnRunner from the Deps (default: copines.turn.TurnRunner);
+    `purge_schedule` runs the retention purge now and every `purge_interval_hours`."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -217,12 +220,24 @@ def create_app(
         # What startup built lives as long as the process: out of the garbage collector's
         # sight, so that its full collections (several during a burst of visitors) do not
         # walk the app, the models and the indexes every time.
+        from copines.knowledge.sources.service import SyncService
+
+        app.state.sync = SyncService(deps)
+        app.state.sync.start()
         gc.collect()
         gc.freeze()
+        purging = (
+            asyncio.create_task(purge_forever(deps.store, settings), name="retention-purge")
+            if purge_schedule
+            else None
+        )
         try:
             yield
         finally:
             undo_signals()
+            if purging is not None:
+                purging.cancel()
+            await app.state.sync.aclose()
             try:
                 close = getattr(turns, "aclose", None)
                 await (close() if close is not None else turns.drain())
@@ -258,7 +273,7 @@ def create_app(
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.allowed_origins,
-        allow_methods=["GET", "POST"],
+        allow_methods=["GET", "POST", "DELETE"],
         allow_headers=["Content-Type", "X-Conversation-Token"],
         expose_headers=["Retry-After"],
         max_age=600,

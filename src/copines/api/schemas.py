@@ -43,10 +43,10 @@ class ChatCreate(BaseModel):
 class SourcePublic(BaseModel):
     filename: str
     title: str = ""
+    url: str | None = Field(None, description="The document's public page, when it has one.")
     owner: str = ""
     score: float | None = None
     heading: str = ""
-    url: str | None = Field(None, description="The document's public page, when it has one.")
 
 
 class ChatPublic(BaseModel):
@@ -59,6 +59,7 @@ class ChatPublic(BaseModel):
     response: str
     agent: str = Field(description="The expert's id, or 'escalate'.")
     agent_name: str
+    label: str | None = Field(None, description="experte, or assistante for a hand-off.")
     color: str | None = None
     initials: str | None = None
     confidence: float
@@ -79,6 +80,7 @@ class MessagePublic(BaseModel):
     content: str
     agent: str | None = None
     agent_name: str | None = None
+    label: str | None = Field(None, description="experte, assistante or équipe.")
     color: str | None = None
     initials: str | None = None
     sources: list[SourcePublic] = []
@@ -91,7 +93,14 @@ class ConversationPublic(BaseModel):
 
     conversation_id: str
     expert: str | None = None
+    email: str | None = Field(None, description="Where the team's replies are also sent.")
     messages: list[MessagePublic]
+
+
+class EmailUpdate(BaseModel):
+    """An address for the team's replies; an empty string removes it."""
+
+    email: str = Field(max_length=254)
 
 
 class FeedbackCreate(BaseModel):

@@ -32,6 +32,9 @@ class Expert(BaseModel):
     persona: list[str] = Field(min_length=1)
     style_rules: list[str] = Field(min_length=1)
     filename_patterns: list[str] = Field(min_length=1)
+    # Globs over a web page's address (its path, or the whole URL when the pattern names a
+    # host): "/blog/instagram-*" tags that page as hers.
+    url_patterns: list[str] = []
     tags: list[str] = []
     exemplars: list[str] = Field(min_length=5)
 
@@ -42,7 +45,7 @@ class Expert(BaseModel):
             raise ValueError(f"'{value}' is reserved; choose another id")
         return value
 
-    @field_validator("filename_patterns")
+    @field_validator("filename_patterns", "url_patterns")
     @classmethod
     def _lower_patterns(cls, value: list[str]) -> list[str]:
         return [p.strip().lower() for p in value if p.strip()]

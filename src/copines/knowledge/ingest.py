@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import inspect
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from copines.errors import ConfigError, CopinesError, InputError
 from copines.experts import SHARED, Expert
 from copines.knowledge.chunking import chunk_document
-from copines.knowledge.loaders import SUPPORTED
+from copines.knowledge.loaders import SUPPORTED, LoadedDocument
 from copines.knowledge.ownership import OwnerDecision, OwnerTagger
 from copines.knowledge.parsing import ParseLimits, parse_document
 from copines.providers.embeddings import Embedder
@@ -150,11 +151,34 @@ class Ingester:
         self, path: Path, data: bytes, owner: str = "auto", replace: bool = False
     ) -> IngestResult:
         """Ingest one file's bytes under its filename (the document's key)."""
+        return await self.ingest_content(
+            path.name,
+            content_hash(data),
+            lambda: parse_document(path, data, self.limits),
+            owner=owner,
+            replace=replace,
+            source_path=str(path),
+            category=path.suffix.lower().lstrip("."),
+        )
+
+    async def ingest_content(
+        self,
+        filename: str,
+        digest: str,
+        load: Callable[[], LoadedDocument | Awaitable[LoadedDocument]],
+        *,
+        owner: str = "auto",
+        replace: bool = False,
+        source_path: str | None = None,
+        category: str | None = None,
+        url: str | None = None,
+    ) -> IngestResult:
+        """Ingest one document under `filename`, loaded only when `digest` (its content's
+        hash) changed. With owner `auto` the owner comes from the address's patterns (`url`),
+        then the filename's, then the content."""
         self._check_owner(owner)
-        filename = path.name
-        digest = content_hash(data)
         existing = await self.store.get_document(filename)
-        if existing and existing.content_hash == digest and not replace:
+        if existing and existing.content_hash == digest and existing.url == url and not replace:
             if owner not in ("auto", existing.owner):
                 await self.store.set_owner(filename, owner, "chosen at ingestion")
                 return IngestResult(
@@ -164,14 +188,18 @@ class Ingester:
                 filename, "unchanged", existing.owner, existing.owner_reason, existing.chunks
             )
 
-        loaded = await parse_document(path, data, self.limits)
+        # The parse runs off the event loop: a file's in a child process under limits
+        # (copines.knowledge.parsing), another source's loader on a thread.
+        loaded = await asyncio.to_thread(load)
+        if inspect.isawaitable(loaded):
+            loaded = await loaded
         chunks = await asyncio.to_thread(chunk_document, loaded.text, loaded.title)
         if not chunks:
             raise InputError("no text found in it")
         vectors = await self.embedder.embed(
             [chunk_embed_text(loaded.title, c.heading_path, c.text) for c in chunks]
         )
-        decision = await self._decide_owner(filename, owner, vectors, loaded.owner)
+        decision = await self._decide_owner(filename, owner, vectors, url, loaded.owner)
         tags = self.experts[decision.owner].tags if decision.owner in self.experts else []
         record = DocumentRecord(
             filename=filename,
@@ -180,9 +208,9 @@ class Ingester:
             owner_reason=decision.reason,
             tags=list(tags),
             content_hash=digest,
-            source_path=str(path),
-            category=path.suffix.lower().lstrip("."),
-            url=loaded.url,
+            source_path=source_path,
+            category=category,
+            url=url if url is not None else loaded.url,
         )
         await self.store.save_document(record, chunks, vectors, self.embedder.id)
         return IngestResult(
@@ -194,13 +222,19 @@ class Ingester:
         )
 
     async def _decide_owner(
-        self, filename: str, owner: str, vectors, declared: str | None = None
+        self,
+        filename: str,
+        owner: str,
+        vectors,
+        url: str | None = None,
+        declared: str | None = None,
     ) -> OwnerDecision:
         if owner != "auto":
             return OwnerDecision(owner, "chosen at ingestion", "explicit")
         if declared is not None and (declared == SHARED or declared in self.experts):
             return OwnerDecision(declared, "declared in the front matter", "front matter")
-        return self.tagger.by_filename(filename) or await self.tagger.by_content(vectors)
+        by_url = self.tagger.by_url(url) if url else None
+        return by_url or self.tagger.by_filename(filename) or await self.tagger.by_content(vectors)
 
     async def reindex(self, on_progress: Callable[[int, int], None] | None = None) -> int:
         """Re-embed every chunk with the configured embedder; returns how many."""

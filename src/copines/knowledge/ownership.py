@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from functools import lru_cache
 from pathlib import PurePath
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
@@ -18,7 +20,7 @@ from copines.text import fold
 class OwnerDecision:
     owner: str
     reason: str
-    method: str  # explicit | filename | content | close
+    method: str  # explicit | filename | url | content | close
 
 
 def name_words(filename: str) -> str:
@@ -90,6 +92,18 @@ class OwnerTagger:
             return OwnerDecision(owner, f"filename contains '{pattern}'", "filename")
         return None
 
+    def by_url(self, url: str) -> OwnerDecision | None:
+        """The expert whose `url_patterns` match the address; None when none or several do."""
+        hits: dict[str, str] = {}
+        for expert in self.experts.values():
+            for pattern in expert.url_patterns:
+                if url_matches(pattern, url):
+                    hits.setdefault(expert.id, pattern)
+        if len(hits) == 1:
+            owner, pattern = next(iter(hits.items()))
+            return OwnerDecision(owner, f"address matches '{pattern}'", "url")
+        return None
+
     async def profiles(self) -> dict[str, np.ndarray]:
         if self._profiles is None:
             profiles = {}
@@ -118,3 +132,15 @@ class OwnerTagger:
         if best_score - runner_up < self.margin:
             return OwnerDecision(SHARED, f"content too close to call ({detail})", "close")
         return OwnerDecision(best, f"content closest to {best} ({detail})", "content")
+
+
+def url_matches(pattern: str, url: str) -> bool:
+    """Whether a glob matches the URL's path, or the whole URL (without scheme) when the
+    pattern names a host ("agence.fr/blog/*"); case-insensitive."""
+    parts = urlsplit(url)
+    path = unquote(parts.path or "/").lower()
+    pattern = pattern.strip().lower()
+    if pattern.startswith("/"):
+        return fnmatchcase(path, pattern)
+    whole = f"{(parts.hostname or '').lower()}{path}"
+    return fnmatchcase(whole, pattern.split("://", 1)[-1])

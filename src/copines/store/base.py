@@ -13,6 +13,12 @@ import numpy as np
 # Closed console sessions live in the `meta` table under this prefix (one row each); the
 # range [REVOKED_PREFIX, REVOKED_END) selects them through the primary key.
 REVOKED_PREFIX, REVOKED_END = "admin_revoked:", "admin_revoked;"
+LEASE_PREFIX = "lease:"  # meta rows "lease:<name>" = "<expiry, epoch seconds, 0-padded>|<holder>"
+
+
+def lease_value(expires: float, holder: str) -> str:
+    """A lease as stored: its expiry first, padded, so that text order is time order."""
+    return f"{expires:017.3f}|{holder}"
 
 
 @dataclass
@@ -33,6 +39,40 @@ class DocumentRecord:
     chunks: int = 0
     created_at: datetime | None = None
     updated_at: datetime | None = None
+
+
+@dataclass
+class SourceRecord:
+    """A place the knowledge is read from and kept in sync with: a site, a Drive folder, a
+    Notion database. `kind`: page | sitemap | crawl | drive | notion."""
+
+    name: str
+    kind: str
+    target: str  # a URL, a Drive folder id, a Notion database or page id, or "search"
+    owner: str = "auto"
+    options: dict[str, Any] = field(default_factory=dict)  # prefix, max_pages, ...
+    origin: str = "cli"  # cli | file (sources.yaml) | console
+    id: int | None = None
+    last_sync_at: datetime | None = None
+    last_status: str = "never"  # never | ok | partial | failed
+    counts: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    documents: int = 0
+
+
+@dataclass
+class SourceItem:
+    """One document of a source with what the next sync compares against."""
+
+    source_id: int
+    key: str  # the page's URL, the Drive file id, the Notion page id
+    filename: str  # the document it became
+    url: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    version: str | None = None  # Drive's modifiedTime, Notion's last_edited_time
+    content_hash: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)  # a crawled page's links
 
 
 @dataclass
@@ -91,6 +131,7 @@ class Conversation:
     updated_at: datetime
     expert: str | None = None
     messages: int = 0
+    email: str | None = None  # given by the visitor to be told of the team's replies
 
 
 @dataclass
@@ -128,6 +169,7 @@ class Escalation:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    merged: bool = False  # set by `add_escalation` when it updated the conversation's open one
 
 
 @dataclass
@@ -154,6 +196,7 @@ def conversation_from_row(row: Mapping[str, Any], when: When) -> Conversation:
         created_at=when(row["created_at"]),
         updated_at=when(row["updated_at"]),
         messages=row["messages"],
+        email=row["email"],
     )
 
 
@@ -279,6 +322,46 @@ class Store(ABC):
     async def delete_document(self, filename: str) -> None:
         """Delete a document and its chunks. Raises NotFoundError."""
 
+    # Sources and their sync state
+    @abstractmethod
+    async def save_source(self, source: SourceRecord) -> int:
+        """Create or update a source by name (its sync state is kept); returns its id."""
+
+    @abstractmethod
+    async def list_sources(self) -> list[SourceRecord]:
+        """Every source, by name, with its last sync and how many documents it holds."""
+
+    @abstractmethod
+    async def delete_source(self, source_id: int) -> None:
+        """Forget a source and its items' state (their documents are deleted separately)."""
+
+    @abstractmethod
+    async def record_sync(
+        self, source_id: int, status: str, counts: dict[str, int], errors: list[str]
+    ) -> None:
+        """Remember how the last sync of a source went."""
+
+    @abstractmethod
+    async def source_items(self, source_id: int) -> list[SourceItem]:
+        """The documents a source made, with their sync state."""
+
+    @abstractmethod
+    async def save_source_item(self, item: SourceItem) -> None:
+        """Create or update one item's sync state (by source and key)."""
+
+    @abstractmethod
+    async def delete_source_item(self, source_id: int, key: str) -> None:
+        """Forget one item (its document is deleted separately)."""
+
+    @abstractmethod
+    async def claim_lease(self, name: str, holder: str, seconds: float) -> bool:
+        """Take (or extend) the lease `name` for `seconds` unless another holder has it: one
+        process at a time runs the sync. Released by `release_lease`, or when it expires."""
+
+    @abstractmethod
+    async def release_lease(self, name: str, holder: str) -> None:
+        """Give the lease back (only its holder can)."""
+
     @abstractmethod
     async def all_chunks(self) -> list[StoredChunk]:
         """Every chunk, for re-embedding."""
@@ -353,10 +436,29 @@ class Store(ABC):
     ) -> list[Conversation]:
         """Conversations, most recently active first."""
 
+    @abstractmethod
+    async def set_conversation_email(self, conversation_id: str, email: str | None) -> None:
+        """Remember (or forget, with None) where the visitor wants the team's replies."""
+
+    @abstractmethod
+    async def conversations_by_email(self, email: str) -> list[Conversation]:
+        """The conversations whose visitor left this address (case-insensitive)."""
+
+    @abstractmethod
+    async def delete_conversation(self, conversation_id: str) -> bool:
+        """Delete a conversation with its messages, escalations and feedback; False if absent."""
+
+    @abstractmethod
+    async def purge_conversations(self, before: datetime) -> int:
+        """Delete every conversation whose last activity is older than `before`; returns how
+        many were deleted."""
+
     # Escalations and feedback --------------------------------------------------------
     @abstractmethod
     async def add_escalation(self, escalation: Escalation) -> int:
-        """Record a hand-off to a human; returns its id."""
+        """Record a hand-off to a human; returns its id. A conversation has at most one open
+        escalation: a later hand-off updates it (reason, brief, message, meta with a count of
+        `handoffs`) and sets `escalation.merged`."""
 
     @abstractmethod
     async def list_escalations(self, status: str | None = "open") -> list[Escalation]:
@@ -368,7 +470,8 @@ class Store(ABC):
 
     @abstractmethod
     async def set_escalation_status(self, escalation_id: int, status: str) -> None:
-        """Mark an escalation open or handled. Raises NotFoundError."""
+        """Mark an escalation open or handled. Raises NotFoundError, or InputError when
+        reopening it would give its conversation a second open escalation."""
 
     @abstractmethod
     async def add_feedback(self, feedback: Feedback) -> int:

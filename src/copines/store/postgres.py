@@ -33,6 +33,7 @@ from copines.store.base import ChunkRecord, DocumentRecord, Passage, Store, Stor
 from copines.store.pg_migrate import apply_migrations, parse_version
 from copines.store.postgres_conversations import ConversationsMixin
 from copines.store.postgres_keywords import KeywordSearchMixin
+from copines.store.postgres_sources import SourcesMixin
 from copines.store.postgres_vectors import VectorIndexesMixin
 from copines.store.sqlite import mismatch_error
 
@@ -51,7 +52,9 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC) if value is not None else None
 
 
-class PostgresStore(VectorIndexesMixin, KeywordSearchMixin, ConversationsMixin, Store):
+class PostgresStore(
+    VectorIndexesMixin, KeywordSearchMixin, ConversationsMixin, SourcesMixin, Store
+):
     """Postgres + pgvector behind the Store interface (psycopg 3, async pool)."""
 
     def __init__(self, url: str, settings: Settings):

@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+import psycopg
 from psycopg.types.json import Jsonb
 
-from copines.errors import NotFoundError
+from copines.errors import InputError, NotFoundError
 from copines.store.base import (
     REVOKED_END,
     REVOKED_PREFIX,
@@ -23,6 +24,7 @@ from copines.store.base import (
     message_from_row,
 )
 
+ANOTHER_OPEN = "this conversation already has an open escalation: handle that one instead"
 _dumps = partial(json.dumps, ensure_ascii=False, default=str)
 
 
@@ -127,6 +129,39 @@ class ConversationsMixin:
             ).fetchall()
         return [self._conversation(r) for r in rows]
 
+    async def set_conversation_email(self, conversation_id: str, email: str | None) -> None:
+        async with self._conn() as conn:
+            await conn.execute(
+                "UPDATE copines.conversations SET email = %s WHERE id = %s",
+                (email, conversation_id),
+            )
+
+    async def conversations_by_email(self, email: str) -> list[Conversation]:
+        async with self._conn() as conn:
+            rows = await (
+                await conn.execute(
+                    self._CONV_SELECT
+                    + " WHERE lower(v.email) = lower(%s) ORDER BY v.updated_at DESC",
+                    (email.strip(),),
+                )
+            ).fetchall()
+        return [self._conversation(r) for r in rows]
+
+    async def delete_conversation(self, conversation_id: str) -> bool:
+        # Foreign keys cascade to messages, escalations and feedback.
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                "DELETE FROM copines.conversations WHERE id = %s", (conversation_id,)
+            )
+            return cur.rowcount > 0
+
+    async def purge_conversations(self, before: datetime) -> int:
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                "DELETE FROM copines.conversations WHERE updated_at < %s", (before,)
+            )
+            return cur.rowcount
+
     # Messages ------------------------------------------------------------------------
     @staticmethod
     def _message(row: dict[str, Any]) -> Message:
@@ -210,9 +245,17 @@ class ConversationsMixin:
         async with self._conn() as conn:
             row = await (
                 await conn.execute(
-                    "INSERT INTO copines.escalations (conversation_id, message_id, reason, "
+                    "INSERT INTO copines.escalations AS e (conversation_id, message_id, reason, "
                     "primary_need, brief, closest_expert, status, meta) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                    "VALUES (%s, %s, %s, %s, %s, %s, 'open', %s) "
+                    "ON CONFLICT (conversation_id) WHERE status = 'open' DO UPDATE SET "
+                    "message_id = EXCLUDED.message_id, reason = EXCLUDED.reason, "
+                    "primary_need = EXCLUDED.primary_need, brief = EXCLUDED.brief, "
+                    "closest_expert = EXCLUDED.closest_expert, "
+                    "meta = EXCLUDED.meta || jsonb_build_object('handoffs', "
+                    "coalesce((e.meta->>'handoffs')::int, 1) + 1), "
+                    "updated_at = clock_timestamp() "
+                    "RETURNING id, (xmax <> 0) AS merged",
                     (
                         escalation.conversation_id,
                         escalation.message_id,
@@ -220,12 +263,12 @@ class ConversationsMixin:
                         escalation.primary_need,
                         escalation.brief,
                         escalation.closest_expert,
-                        escalation.status,
                         _json(escalation.meta),
                     ),
                 )
             ).fetchone()
-        escalation.id = int(row["id"])
+        escalation.id, escalation.merged = int(row["id"]), bool(row["merged"])
+        escalation.status = "open"
         return escalation.id
 
     async def list_escalations(self, status: str | None = "open") -> list[Escalation]:
@@ -250,11 +293,14 @@ class ConversationsMixin:
 
     async def set_escalation_status(self, escalation_id: int, status: str) -> None:
         async with self._conn() as conn:
-            cur = await conn.execute(
-                "UPDATE copines.escalations SET status = %s, updated_at = clock_timestamp() "
-                "WHERE id = %s",
-                (status, escalation_id),
-            )
+            try:
+                cur = await conn.execute(
+                    "UPDATE copines.escalations SET status = %s, updated_at = clock_timestamp() "
+                    "WHERE id = %s",
+                    (status, escalation_id),
+                )
+            except psycopg.errors.UniqueViolation as exc:
+                raise InputError(ANOTHER_OPEN) from exc
             if cur.rowcount == 0:
                 raise NotFoundError(f"no escalation {escalation_id}")
 

@@ -32,6 +32,7 @@ from copines.store.base import (
 )
 from copines.store.sqlite_conversations import SQLiteConversations, _dt, _now
 from copines.store.sqlite_migrations import apply_migrations, owner_key
+from copines.store.sqlite_sources import SQLiteSources
 from copines.store.vectors import VectorIndex
 from copines.text import fold
 
@@ -103,7 +104,7 @@ class TermStats:
         return rarest_within(counted, budget)
 
 
-class SQLiteStore(SQLiteConversations, Store):
+class SQLiteStore(SQLiteConversations, SQLiteSources, Store):
     """A single SQLite file. Calls run on one database thread that owns the main connection,
     except short ones (a conversation's rows, a small base's searches), which run on the
     caller's thread through a connection of its own that never waits for a lock (see `_run`),

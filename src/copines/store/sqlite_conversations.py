@@ -7,7 +7,7 @@ import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
-from copines.errors import NotFoundError
+from copines.errors import InputError, NotFoundError
 from copines.store.base import (
     Conversation,
     Escalation,
@@ -18,6 +18,8 @@ from copines.store.base import (
     feedback_from_row,
     message_from_row,
 )
+
+ANOTHER_OPEN = "this conversation already has an open escalation: handle that one instead"
 
 
 def _now() -> str:
@@ -95,6 +97,42 @@ class SQLiteConversations:
             return [self._conversation(r) for r in rows]
 
         return await self._run(read)
+
+    async def set_conversation_email(self, conversation_id: str, email: str | None) -> None:
+        await self._run(
+            lambda db: db.execute(
+                "UPDATE conversations SET email = ? WHERE id = ?", (email, conversation_id)
+            ),
+            write=conversation_id,
+        )
+
+    async def conversations_by_email(self, email: str) -> list[Conversation]:
+        def read(db: sqlite3.Connection) -> list[Conversation]:
+            rows = db.execute(
+                self._CONV_SELECT + " WHERE lower(v.email) = lower(?) ORDER BY v.updated_at DESC",
+                (email.strip(),),
+            ).fetchall()
+            return [self._conversation(r) for r in rows]
+
+        return await self._run(read)
+
+    async def delete_conversation(self, conversation_id: str) -> bool:
+        def write(db: sqlite3.Connection) -> bool:
+            # Foreign keys cascade to messages, escalations and feedback.
+            cursor = db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+            return cursor.rowcount > 0
+
+        return await self._run(write, write=conversation_id)
+
+    async def purge_conversations(self, before: datetime) -> int:
+        def write(db: sqlite3.Connection) -> int:
+            cursor = db.execute(
+                "DELETE FROM conversations WHERE updated_at < ?",
+                (before.astimezone(UTC).isoformat(timespec="microseconds"),),
+            )
+            return cursor.rowcount
+
+        return await self._run(write)
 
     @staticmethod
     def _message(row: sqlite3.Row) -> Message:
@@ -180,10 +218,18 @@ class SQLiteConversations:
     async def add_escalation(self, escalation: Escalation) -> int:
         def write(db: sqlite3.Connection) -> int:
             now = _now()
-            cursor = db.execute(
+            row = db.execute(
                 "INSERT INTO escalations (conversation_id, message_id, reason, primary_need, "
                 "brief, closest_expert, status, meta, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?, ?) "
+                "ON CONFLICT (conversation_id) WHERE status = 'open' DO UPDATE SET "
+                "message_id = excluded.message_id, reason = excluded.reason, "
+                "primary_need = excluded.primary_need, brief = excluded.brief, "
+                "closest_expert = excluded.closest_expert, "
+                "meta = json_set(excluded.meta, '$.handoffs', "
+                "coalesce(json_extract(escalations.meta, '$.handoffs'), 1) + 1), "
+                "updated_at = excluded.updated_at "
+                "RETURNING id, created_at <> updated_at",
                 (
                     escalation.conversation_id,
                     escalation.message_id,
@@ -191,13 +237,13 @@ class SQLiteConversations:
                     escalation.primary_need,
                     escalation.brief,
                     escalation.closest_expert,
-                    escalation.status,
                     json.dumps(escalation.meta, ensure_ascii=False, default=str),
                     now,
                     now,
                 ),
-            )
-            escalation.id = int(cursor.lastrowid)
+            ).fetchone()
+            escalation.id, escalation.merged = int(row[0]), bool(row[1])
+            escalation.status = "open"
             return escalation.id
 
         return await self._run(write)
@@ -223,10 +269,13 @@ class SQLiteConversations:
 
     async def set_escalation_status(self, escalation_id: int, status: str) -> None:
         def write(db: sqlite3.Connection) -> None:
-            cursor = db.execute(
-                "UPDATE escalations SET status = ?, updated_at = ? WHERE id = ?",
-                (status, _now(), escalation_id),
-            )
+            try:
+                cursor = db.execute(
+                    "UPDATE escalations SET status = ?, updated_at = ? WHERE id = ?",
+                    (status, _now(), escalation_id),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise InputError(ANOTHER_OPEN) from exc
             if cursor.rowcount == 0:
                 raise NotFoundError(f"no escalation {escalation_id}")
 

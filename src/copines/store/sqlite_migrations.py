@@ -190,6 +190,46 @@ def m005_document_url(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE documents ADD COLUMN url TEXT")
 
 
+@migration
+def m006_sources(db: sqlite3.Connection) -> None:
+    """The sources kept in sync (site, Drive folder, Notion database) and, per source, the
+    documents they made with what the next sync compares against."""
+    _script(
+        db,
+        """
+        CREATE TABLE sources (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL,
+            target TEXT NOT NULL,
+            owner TEXT NOT NULL DEFAULT 'auto',
+            options TEXT NOT NULL DEFAULT '{}',
+            origin TEXT NOT NULL DEFAULT 'cli',
+            last_sync_at TEXT,
+            last_status TEXT NOT NULL DEFAULT 'never',
+            counts TEXT NOT NULL DEFAULT '{}',
+            errors TEXT NOT NULL DEFAULT '[]',
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE source_items (
+            source_id INTEGER NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
+            key TEXT NOT NULL,
+            filename TEXT NOT NULL,
+            url TEXT,
+            etag TEXT,
+            last_modified TEXT,
+            version TEXT,
+            content_hash TEXT NOT NULL DEFAULT '',
+            meta TEXT NOT NULL DEFAULT '{}',
+            synced_at TEXT NOT NULL,
+            PRIMARY KEY (source_id, key)
+        );
+        CREATE INDEX idx_source_items_filename ON source_items(filename);
+        """,
+    )
+
+
 FULLTEXT_TABLE = """
         CREATE VIRTUAL TABLE chunks_fts USING fts5(
             text, heading_path, owner_key, content='chunks', content_rowid='id',
@@ -221,6 +261,24 @@ FULLTEXT_FILL = """
         -- The text counts, the heading half as much, the owner token not at all.
         INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('rank', 'bm25(1.0, 0.5, 0.0)');
 """
+
+
+@migration
+def m007_visitor_privacy(db: sqlite3.Connection) -> None:
+    """The visitor's optional email, and at most one open escalation per conversation (the
+    older duplicates are closed first)."""
+    _script(
+        db,
+        """
+        ALTER TABLE conversations ADD COLUMN email TEXT;
+        CREATE INDEX idx_conversations_email ON conversations(lower(email))
+            WHERE email IS NOT NULL;
+        UPDATE escalations SET status = 'handled' WHERE status = 'open' AND id NOT IN
+            (SELECT max(id) FROM escalations WHERE status = 'open' GROUP BY conversation_id);
+        CREATE UNIQUE INDEX idx_escalations_one_open ON escalations(conversation_id)
+            WHERE status = 'open';
+        """,
+    )
 
 
 def _create_fulltext(db: sqlite3.Connection, prefixes: bool) -> None:

@@ -24,17 +24,22 @@ from copines.admin.auth import (
     new_session,
     tokens_match,
 )
+from copines.admin.markers import markers_of
 from copines.admin.turns import read_turns
-from copines.api.routes import admin_insights, admin_knowledge
+from copines.api.routes import admin_insights, admin_knowledge, admin_privacy, admin_sources
 from copines.api.routes.admin_common import (
+    AUTHOR_COOKIE,
+    MAX_AUTHOR_CHARS,
     ApiSession,
     DepsDep,
     FormSession,
     PageSession,
+    author_name,
     render,
     valid_id,
 )
-from copines.errors import CopinesError, NotFoundError
+from copines.errors import CopinesError, InputError, NotFoundError
+from copines.mail import Mailer
 from copines.store.base import Escalation, Message
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -102,8 +107,9 @@ async def create_session(
     token: Annotated[str, Form()] = "",
     csrf_token: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "",
+    name: Annotated[str, Form()] = "",
 ):
-    """Check the admin token and open a session."""
+    """Check the admin token and open a session signed with the person's display name."""
     expected = admin_token(deps.settings)
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not cookie or not csrf_token or not tokens_match(csrf_token, cookie):
@@ -128,6 +134,15 @@ async def create_session(
     response.set_cookie(
         SESSION_COOKIE,
         value,
+        max_age=SESSION_SECONDS,
+        path="/admin",
+        httponly=True,
+        samesite="strict",
+        secure=_cookie_secure(request),
+    )
+    response.set_cookie(
+        AUTHOR_COOKIE,
+        " ".join(name.split())[:MAX_AUTHOR_CHARS],
         max_age=SESSION_SECONDS,
         path="/admin",
         httponly=True,
@@ -182,10 +197,16 @@ async def _briefs(deps, escalations: list[Escalation]) -> list[dict]:
     briefs = []
     for escalation in escalations:
         messages = await deps.store.get_messages(escalation.conversation_id)
+        question = _question_of(escalation, messages)
+        answer = next((m for m in messages if m.id == escalation.message_id), None)
+        handoffs = escalation.meta.get("handoffs", 1)
         briefs.append(
             {
                 "escalation": escalation,
-                "question": _question_of(escalation, messages),
+                "question": question,
+                "markers": markers_of(
+                    question, answer, handoffs if isinstance(handoffs, int) else 1
+                ),
                 "replies": sum(m.role == "team" for m in messages),
                 "router_scores": _router_scores(escalation, messages),
             }
@@ -239,12 +260,14 @@ async def read_escalation(
     feedback = await deps.store.list_feedback(escalation.conversation_id)
     turns = {t.message.id: t for t in read_turns(messages, feedback, [escalation])}
     question = _question_of(escalation, messages)
+    conversation = await deps.store.get_conversation(escalation.conversation_id)
     return render(
         request,
         "admin/escalation.html",
         session,
         section="escalations",
         escalation=escalation,
+        email=conversation.email if conversation else None,
         question=question,
         messages=messages,
         turns=turns,
@@ -269,12 +292,17 @@ async def update_escalation_status(
         await deps.store.set_escalation_status(escalation_id, status)
     except NotFoundError as exc:
         raise HTTPException(status_code=404, detail="escalade introuvable") from exc
+    except InputError:
+        return RedirectResponse(
+            f"/admin/escalations/{escalation_id}?msg=open-elsewhere", status_code=303
+        )
     msg = "handled" if status == "handled" else "reopened"
     return RedirectResponse(f"/admin/escalations/{escalation_id}?msg={msg}", status_code=303)
 
 
 @router.post("/conversations/{conversation_id}/reply")
 async def create_team_reply(
+    request: Request,
     deps: DepsDep,
     session: FormSession,
     conversation_id: str,
@@ -282,7 +310,8 @@ async def create_team_reply(
     escalation_id: Annotated[int | None, Form()] = None,
     handled: Annotated[str, Form()] = "",
 ):
-    """Answer the visitor as the team; the widget shows it under « L'équipe »."""
+    """Answer the visitor, signed with your display name; the widget shows it, and it goes by
+    email too when she left an address."""
     if escalation_id is not None and not valid_id(escalation_id):
         raise HTTPException(status_code=404, detail="escalade introuvable")
     conversation = await deps.store.get_conversation(conversation_id)
@@ -296,18 +325,27 @@ async def create_team_reply(
     text = content.strip()[:MAX_REPLY_CHARS]
     if not text:
         return RedirectResponse(f"{back}?msg=empty", status_code=303)
-    meta: dict = {"author": "team"}
+    author = author_name(request)
+    meta: dict = {"author": "team", "author_name": author}
     if escalation_id is not None:
         escalation = await deps.store.get_escalation(escalation_id)
         if escalation is None or escalation.conversation_id != conversation_id:
             raise HTTPException(status_code=404, detail="escalade introuvable")
         meta["escalation_id"] = escalation_id
-    await deps.store.add_message(
+    message_id = await deps.store.add_message(
         Message(conversation_id=conversation_id, role="team", content=text, meta=meta)
     )
     if escalation_id is not None and handled:
         await deps.store.set_escalation_status(escalation_id, "handled")
-    return RedirectResponse(f"{back}?msg=replied", status_code=303)
+    msg = "replied"
+    if conversation.email:
+        mailer = Mailer(deps.settings)
+        sent = mailer.enabled and await mailer.send_reply(
+            conversation.email, conversation_id, author, text
+        )
+        msg = "replied-email" if sent else "replied-no-email"
+    # Back at the new message, not at the top of the page.
+    return RedirectResponse(f"{back}?msg={msg}#m{message_id}", status_code=303)
 
 
 # JSON API ---------------------------------------------------------------------------------
@@ -333,3 +371,5 @@ async def list_escalations_json(deps: DepsDep, session: ApiSession, status: str 
 
 router.include_router(admin_insights.router)
 router.include_router(admin_knowledge.router)
+router.include_router(admin_privacy.router)
+router.include_router(admin_sources.router)

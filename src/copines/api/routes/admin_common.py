@@ -30,7 +30,7 @@ PAGE_HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 OWNER_LABELS = {SHARED: "Commun", ESCALATE: "Équipe (escalade)", "inconnu": "Inconnu"}
-NEUTRAL = "#8a8194"
+NEUTRAL = "#6b6375"
 
 
 def get_deps(request: Request) -> Deps:
@@ -127,11 +127,23 @@ ApiSession = Annotated[Session, Depends(api_session)]
 FormSession = Annotated[Session, Depends(form_session)]
 
 
+AUTHOR_COOKIE = "copines_admin_name"
+MAX_AUTHOR_CHARS = 60
+
+
+def author_name(request: Request) -> str:
+    """The display name given at sign-in (signs the team's replies to visitors)."""
+    name = " ".join(request.cookies.get(AUTHOR_COOKIE, "").split())[:MAX_AUTHOR_CHARS]
+    return name or "L'équipe"
+
+
 def render(request: Request, template: str, session: Session | None, **context: Any):
     """A console page, with what the layout needs (experts, CSRF token, section)."""
     deps = get_deps(request)
     token = admin_token(deps.settings)
     context.setdefault("notice", NOTICES.get(request.query_params.get("msg", ""), ""))
+    if session is not None:
+        context.setdefault("author_name", author_name(request))
     return TEMPLATES.TemplateResponse(
         request,
         template,
@@ -159,12 +171,21 @@ def owner_color(deps: Deps, owner: str | None) -> str:
 
 
 NOTICES = {
-    "replied": "Réponse envoyée : la visiteuse la voit dans le widget.",
+    "replied": "Réponse envoyée : la visiteuse la voit dans le widget (elle n'a pas laissé "
+    "d'email).",
+    "replied-email": "Réponse envoyée : la visiteuse la voit dans le widget et la reçoit par "
+    "email, avec un lien pour reprendre la conversation.",
+    "replied-no-email": "Réponse enregistrée dans le widget, mais l'email n'a pas pu partir : "
+    "vérifiez COPINES_SMTP_URL.",
+    "open-elsewhere": "Cette conversation a déjà une escalade ouverte : traitez celle-là.",
+    "erased": "Conversation supprimée avec ses messages, escalades, avis et email.",
     "handled": "Escalade marquée comme traitée.",
     "reopened": "Escalade rouverte.",
     "owner": "Propriétaire mis à jour.",
     "deleted": "Document supprimé.",
     "empty": "Message vide : rien n'a été envoyé.",
+    "sync-started": "Synchronisation lancée : recharge la page dans un moment pour voir le bilan.",
+    "sync-running": "Une synchronisation est déjà en cours.",
 }
 
 
@@ -221,7 +242,17 @@ def fmt_pct(value: float) -> str:
     return f"{value * 100:.0f} %"
 
 
+def plural(n: Any, singular: str, plural_form: str | None = None) -> str:
+    """`n` with the French form of the word: « 0 tour », « 1 tour », « 2 tours »."""
+    try:
+        many = abs(float(n)) >= 2
+    except (TypeError, ValueError):
+        many = True
+    return f"{n} {(plural_form or singular + 's') if many else singular}"
+
+
 TEMPLATES.env.filters["dt"] = fmt_dt
+TEMPLATES.env.filters["plural"] = plural
 TEMPLATES.env.filters["money"] = fmt_money
 TEMPLATES.env.filters["pct"] = fmt_pct
 

@@ -28,12 +28,12 @@ from copines.experts import ESCALATE
 router = APIRouter()
 PAGE_SIZE = 50
 SENTIMENT_COLORS = {
-    "positive": "#3aa17e",
-    "positif": "#3aa17e",
-    "neutral": "#9a93a3",
-    "neutre": "#9a93a3",
-    "negative": "#d9534f",
-    "négatif": "#d9534f",
+    "positive": "#217a5a",
+    "positif": "#217a5a",
+    "neutral": "#6b6375",
+    "neutre": "#6b6375",
+    "negative": "#b3261e",
+    "négatif": "#b3261e",
     "frustrated": "#b03a2e",
     "frustré": "#b03a2e",
 }
@@ -154,13 +154,13 @@ def _charts(deps: Deps, figures: Analytics) -> dict:
     series = [
         (
             owner_name(deps, w),
-            owner_color(deps, w) if w != ESCALATE else "#e0a030",
+            owner_color(deps, w) if w != ESCALATE else "#9a5b00",
             [figures.per_day[d][w] for d in figures.days],
         )
         for w in who
         if figures.per_expert[w]
     ]
-    palette = ["#7c5cbf", "#3aa17e", "#e0a030", "#4a90c2", "#c2577a", "#8a8194"]
+    palette = ["#7c5cbf", "#217a5a", "#9a5b00", "#2f6f9e", "#a8385a", "#6b6375"]
     return {
         "turns": charts.columns(
             labels, series, title="Tours par jour et par experte", integer=True
@@ -180,17 +180,17 @@ def _charts(deps: Deps, figures: Analytics) -> dict:
         ),
         "sentiment": charts.bars(
             [
-                (SENTIMENT_LABELS.get(s, s), n, SENTIMENT_COLORS.get(s, "#8a8194"))
+                (SENTIMENT_LABELS.get(s, s), n, SENTIMENT_COLORS.get(s, "#6b6375"))
                 for s, n in figures.sentiment.most_common()
             ],
             title="Sentiment",
         ),
         "upsell": charts.bars(
-            [(t, n, "#c2577a") for t, n in figures.upsell_triggers.most_common(8)],
+            [(t, n, "#a8385a") for t, n in figures.upsell_triggers.most_common(8)],
             title="Signaux d'upsell",
         ),
         "latency": charts.bars(
-            [(step_label(lat.step), lat.p95, "#4a90c2") for lat in figures.latency],
+            [(step_label(lat.step), lat.p95, "#2f6f9e") for lat in figures.latency],
             title="Latence p95 par étape (ms)",
             fmt=lambda v: f"{v:.0f} ms",
             width=380,

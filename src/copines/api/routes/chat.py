@@ -24,10 +24,12 @@ from copines.api.deps import (
 )
 from copines.api.guards import clean_message
 from copines.api.metrics import Metrics
+from copines.api.routes.conversations import ASSISTANT_COLOR, initials_of
 from copines.api.schemas import ChatCreate, ChatPublic, ErrorPublic, ValidationErrorPublic
 from copines.conversations import hash_token, open_conversation, start_conversation
 from copines.deps import Deps
 from copines.errors import InputError, StoreBusyError
+from copines.privacy import link_key
 from copines.store.base import Conversation
 
 log = logging.getLogger("copines.api")
@@ -115,7 +117,9 @@ async def _open_turn(
             headers={"Retry-After": refusal.retry_after_header},
         )
     if body.conversation_id:
-        conversation = await open_conversation(deps.store, body.conversation_id, token)
+        conversation = await open_conversation(
+            deps.store, body.conversation_id, token, link_key(deps.settings)
+        )
         if conversation is None:
             raise HTTPException(404, detail=NOT_FOUND)
         return Opened(conversation.id, message, None, conversation)
@@ -174,6 +178,14 @@ def public_turn(result_public: dict[str, Any], opened: Opened, deps: Deps) -> di
     payload["conversation_id"] = opened.conversation_id
     payload["token"] = opened.new_token
     expert = deps.experts.get(payload.get("agent", ""))
+    if expert is None and payload.get("agent") == "escalate":
+        # A hand-off is the assistant's message: signed with her name, not the team's.
+        name = deps.settings.assistant_name
+        payload.update(
+            agent_name=name, label="assistante", color=ASSISTANT_COLOR, initials=initials_of(name)
+        )
+    elif expert is not None:
+        payload.setdefault("label", "experte")
     payload.setdefault("color", expert.color if expert else TEAM_COLOR)
     payload.setdefault("initials", expert.initials if expert else TEAM_INITIALS)
     return payload

@@ -12,6 +12,7 @@ from copines.api.schemas import (
     ValidationErrorPublic,
 )
 from copines.conversations import open_conversation
+from copines.privacy import link_key
 from copines.store.base import Feedback
 
 router = APIRouter(prefix="/api", tags=["feedback"])
@@ -34,7 +35,9 @@ async def create_feedback(
 ) -> FeedbackPublic:
     """Rate one answer of your conversation (a second rating replaces the first)."""
     token = x_conversation_token or body.token
-    conversation = await open_conversation(deps.store, body.conversation_id, token)
+    conversation = await open_conversation(
+        deps.store, body.conversation_id, token, link_key(deps.settings)
+    )
     if conversation is None:
         raise HTTPException(404, detail=NOT_FOUND)
     message = await deps.store.get_message(body.message_id)
