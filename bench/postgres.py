@@ -8,7 +8,7 @@ Data: the sample knowledge's sentences (and pairs of them) are embedded for real
 USE model; each chunk's vector is a mix of 2 to 5 of those embeddings from one document (now and
 then one from another document), plus a little noise, so that 100k chunks keep the topical
 clusters of real passages without embedding 100k texts (45 texts/s here). Queries are real visitor
-messages (tests/data/*.jsonl), embedded for real. Postgres: DATABASE_URL's server when set (a
+messages (the training part of copines.eval), embedded for real. Postgres: DATABASE_URL's server when set (a
 scratch database is created and dropped), as it is configured; else pgserver (Postgres 16 +
 pgvector) in a temp folder, with shared_buffers raised from initdb's 128MB to 1GB (restarted
 once): at 100k chunks the HNSW indexes alone take 260 MB, and a search that reads a third of its
@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import json
 import os
 import re
 import sys
@@ -45,6 +44,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
 from bench._report import machine, percentile, update_section  # noqa: E402
 from copines.config import Settings  # noqa: E402
+from copines.eval import read_part  # noqa: E402
 from copines.experts import SHARED  # noqa: E402
 from copines.providers.embeddings import LocalEmbedder  # noqa: E402
 from copines.store.postgres import PostgresStore  # noqa: E402
@@ -135,13 +135,11 @@ def make_chunks(
 
 def queries(limit: int) -> list[str]:
     messages = []
-    for name in ("routing.jsonl", "postprocess.jsonl"):
-        path = ROOT / "tests" / "data" / name
-        if path.exists():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                message = json.loads(line).get("message")
-                if message and message not in messages:
-                    messages.append(message)
+    for kind in ("routing", "postprocess"):
+        for row in read_part("train", kind):
+            message = row.get("message")
+            if message and message not in messages:
+                messages.append(message)
     return messages[:limit]
 
 
@@ -313,7 +311,7 @@ async def turn_overhead(
         paths = {
             "local router + expert model": Settings(_env_file=None, **common, **llm),  # type: ignore[call-arg]
             "LLM orchestrator + expert model": Settings(  # type: ignore[call-arg]
-                _env_file=None, **common, **llm, router_margin=10.0
+                _env_file=None, **common, **llm, router_decide_alone=2.0
             ),
         }
         try:

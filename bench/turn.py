@@ -14,8 +14,7 @@ Measures, and writes to the `turn` section of docs/benchmarks.md:
      searches of both bases hide behind it, which is what speculative retrieval is for;
    - offline: no model configured, the offline responder answers.
    The overhead is the turn's total minus the time spent waiting on chat calls.
-2. Routing on tests/data/routing.jsonl: the share of turns the local router decides alone and
-   its accuracy (overall, and on the turns it decides alone), with F1 per class.
+(Routing quality is `copines eval`; routing's own CPU per turn is bench/routing.py.)
 Each measured message is embedded for the first time (the embedder's cache is cleared).
 """
 
@@ -43,17 +42,15 @@ sys.path.insert(0, str(ROOT / "src"))
 from tests.fakes.openai_chat import FakeChat, Reply  # noqa: E402
 
 from bench._report import machine, percentile, update_section  # noqa: E402
-from copines.cli_turn import evaluate  # noqa: E402
 from copines.config import Settings  # noqa: E402
 from copines.conversations import start_conversation  # noqa: E402
 from copines.deps import Deps  # noqa: E402
+from copines.eval import read_part  # noqa: E402
 from copines.providers.embeddings import LocalEmbedder  # noqa: E402
 from copines.store.base import ChunkRecord, DocumentRecord  # noqa: E402
 from copines.turn import TurnRunner  # noqa: E402
 
 EXAMPLES = ROOT / "examples" / "knowledge"
-ROUTING = ROOT / "tests" / "data" / "routing.jsonl"
-POSTPROCESS = ROOT / "tests" / "data" / "postprocess.jsonl"
 TARGET_CHUNKS = 10_000
 PASSES = 2
 ANSWER = (
@@ -110,9 +107,8 @@ async def grow(deps: Deps, db_path: Path, target: int, seed: int = 11) -> None:
 
 
 def messages() -> list[str]:
-    """Visitor messages without history (the routing set's first turns), each used once."""
-    rows = [json.loads(line) for line in ROUTING.read_text("utf-8").splitlines() if line]
-    return [r["message"] for r in rows if not r["history"]]
+    """Visitor messages without history (the routing training part's first turns), each once."""
+    return [r["message"] for r in read_part("train", "routing") if not r["history"]]
 
 
 async def measure(
@@ -197,13 +193,13 @@ async def run(quick: bool) -> None:
         paths = {
             "local router + expert model": Settings(_env_file=None, **common, **llm),
             "LLM orchestrator + expert model": Settings(
-                _env_file=None, **common, **llm, router_margin=10.0
+                _env_file=None, **common, **llm, router_decide_alone=2.0
             ),
             "LLM orchestrator taking 50 ms + expert model": Settings(
                 _env_file=None,
                 **common,
                 **{**llm, "orchestrator_model": "bench/orchestrator-50ms"},
-                router_margin=10.0,
+                router_decide_alone=2.0,
             ),
             "offline (no model)": base,
         }
@@ -219,11 +215,6 @@ async def run(quick: bool) -> None:
                 best = results.get(name)
                 if best is None or percentile(r["overhead"], 95) < percentile(best["overhead"], 95):
                     results[name] = r
-
-        # Routing on the labelled set, local router alone.
-        deps = await Deps.create(base, embedder=embedder)
-        report = await evaluate(deps, ROUTING, POSTPROCESS, local_only=True)
-        await deps.aclose()
     assert child.stdin is not None
     child.stdin.close()
     child.wait(10)
@@ -248,8 +239,6 @@ async def run(quick: bool) -> None:
                 f"{percentile(r['speculative_saved'], 50):.1f})"
             )
         step_rows.append(f"| {name} | " + " | ".join(cells) + f" |{extra} |")
-    routing = report["routing"]
-    f1 = routing["local_f1"]
     markdown = f"""
 ### Turn overhead and routing
 
@@ -272,20 +261,6 @@ Median per step (ms): `load` = the message's embedding and the history, concurre
 | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |
 {chr(10).join(step_rows)}
 
-Routing on `tests/data/routing.jsonl` ({routing["n"]} messages), local router alone:
-
-| figure | value | target |
-| --- | ---: | ---: |
-| decided locally (clear margin, no model call) | {routing["local_share"]:.1%} | >= 70 % |
-| accuracy of those local decisions | {routing["local_decided_accuracy"]:.1%} | >= 92 % |
-| accuracy of the local router on every message (offline mode) | {routing["local_router_accuracy"]:.1%} | >= 92 % |
-| F1 audrey / carole / escalate | {f1["audrey"]["f1"]:.3f} / {f1["carole"]["f1"]:.3f} / {f1["escalate"]["f1"]:.3f} | |
-
-By kind (offline): {", ".join(f"{k} {v:.0%}" for k, v in routing["by_kind"].items())}.
-Post-processing on `tests/data/postprocess.jsonl`: sentiment {report["postprocess"]["sentiment_accuracy"]:.1%},
-upsell {report["postprocess"]["upsell_accuracy"]:.1%}, loop {report["postprocess"]["loop_accuracy"]:.1%}
-(the sentiment and upsell cues were written while reading that set: treat these as optimistic;
-tests/turn/test_postprocess.py holds independent examples).
 """
     update_section("turn", markdown)
     print(markdown)

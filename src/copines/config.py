@@ -144,10 +144,9 @@ class Settings(BaseSettings):
     link_secret: SecretStr | None = None  # signs reply links; derived from the admin token too
     assistant_name: str = "Lou"  # signs the automatic messages (hand-offs), labelled "assistante"
     log_message_text: bool = False
-    # Local router: the lead the best expert needs to decide without the orchestrator, and the
-    # lead another expert needs to take over a conversation from the previous one.
-    router_margin: float = 0.06
-    router_switch_margin: float = 0.1
+    # Local router: the calibrated confidence from which it decides without the orchestrator
+    # (None: the threshold picked on the dev part, shipped with the model; above 1: never).
+    router_decide_alone: float | None = Field(None, ge=0.0, le=2.0)
 
     # Web
     redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL"))

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
+from copines.experts import ESCALATE
+from copines.postprocess import complaint
 from copines.providers.http import retry_delay
 from copines.routing import Decision
 from copines.store.base import Escalation, Message, Store
@@ -17,30 +20,99 @@ from copines.store.base import Escalation, Message, Store
 log = logging.getLogger("copines.escalation")
 
 HUMAN_ASKED = "demande à parler à une personne de l'équipe"
+COMPLAINT_NEED = "mécontentement ou réclamation"
+
+FOLLOW_UP = (
+    "Une personne de l'équipe revient vers toi ici dès que possible, en général sous 24 h ouvrées."
+)
+# What she reads, by the reason the conversation goes to a human (`Decision.reason`).
+HANDOFF = {
+    # Whom to call comes first: nothing else in the message matters as much.
+    "emergency": (
+        "Si toi ou quelqu'un près de toi êtes en danger, appelle tout de suite le 15 (SAMU) ou "
+        "le 112 (urgences, depuis n'importe quel téléphone). Si tu traverses une détresse ou "
+        "des idées suicidaires, le 3114 t'écoute 24 h/24, gratuitement. Je préviens aussi "
+        "l'équipe de L'Agence des Copines, qui revient vers toi ici au plus vite."
+    ),
+    "medical": (
+        "Je ne peux pas te donner d'avis sur une question de santé, de symptôme ou de "
+        "traitement : c'est le rôle d'un médecin ou d'un pharmacien. Je transmets ta question "
+        f"à l'équipe de L'Agence des Copines, qui pourra t'orienter. {FOLLOW_UP}"
+    ),
+    "legal": (
+        "Les questions juridiques, fiscales ou de statut demandent l'avis d'un professionnel "
+        "(avocat, expert-comptable) : je ne peux pas y répondre moi-même. Je transmets ta "
+        f"question à l'équipe de L'Agence des Copines, qui pourra t'orienter. {FOLLOW_UP}"
+    ),
+    "payment": (
+        "Un souci de paiement, de facture ou d'accès à ton espace, ça se règle avec une "
+        "personne de l'équipe : je lui transmets ta demande tout de suite, avec ton message. "
+        f"{FOLLOW_UP}"
+    ),
+    "injection": (
+        "Je ne peux pas faire ça. Je suis là pour t'aider sur tes tunnels de vente, tes emails, "
+        "ton contenu et Instagram. Je transmets ta demande à l'équipe de L'Agence des Copines, "
+        "qui verra avec toi ce dont tu as besoin."
+    ),
+    "complaint": (
+        "Je suis vraiment désolée que ton expérience ne soit pas à la hauteur de ce que tu "
+        "attendais. Je transmets ton message à l'équipe de L'Agence des Copines : une personne "
+        "va le lire et revenir vers toi ici, en général sous 24 h ouvrées, pour trouver une "
+        "solution avec toi."
+    ),
+    "human_request": (
+        "Bien sûr ! J'ai transmis ta demande à l'équipe de L'Agence des Copines : une "
+        "personne de l'équipe va reprendre la conversation et te répondre ici dès que "
+        "possible, en général sous 24 h ouvrées. 🤝"
+    ),
+    "out_of_scope": (
+        "Ta question sort du champ de nos expertes, alors je la transmets à l'équipe humaine "
+        f"de L'Agence des Copines, qui pourra te répondre correctement. {FOLLOW_UP} En "
+        "attendant, pour tes tunnels, tes emails, ton contenu ou Instagram, je suis là !"
+    ),
+    "low_confidence": (
+        "Pour être sûre de bien te répondre, je confie ta question à l'équipe humaine de "
+        f"L'Agence des Copines, qui a tout le contexte. {FOLLOW_UP}"
+    ),
+}
+REASONS = frozenset(HANDOFF)
+
+
+def handoff_reason(decision: Decision) -> str:
+    """Why the conversation goes to a human: the router's reason, else read from its rule."""
+    if decision.reason in REASONS:
+        return decision.reason
+    if decision.primary_need == HUMAN_ASKED:
+        return "human_request"
+    if decision.rule in ("escalate-pattern", "off-topic"):
+        return "out_of_scope"
+    return "low_confidence"
 
 
 def handoff_message(decision: Decision) -> str:
-    """What the visitor reads when a human takes over (French, "tu")."""
-    follow_up = (
-        "Une personne de l'équipe revient vers toi ici dès que possible, en général sous "
-        "24 h ouvrées."
-    )
-    if decision.primary_need == HUMAN_ASKED:
-        return (
-            "Bien sûr ! J'ai transmis ta demande à l'équipe de L'Agence des Copines : une "
-            "personne de l'équipe va reprendre la conversation et te répondre ici dès que "
-            "possible, en général sous 24 h ouvrées. 🤝"
-        )
-    if decision.rule in ("escalate-pattern", "off-topic"):
-        return (
-            "Merci pour ta question ! Elle sort du champ de nos expertes, alors je la transmets "
-            "à l'équipe humaine de L'Agence des Copines, qui pourra te répondre correctement. "
-            f"{follow_up} En attendant, pour tes tunnels, tes emails, ton contenu ou Instagram, "
-            "je suis là !"
-        )
-    return (
-        "Merci pour ta question ! Pour être sûre de bien y répondre, je la confie à l'équipe "
-        f"humaine de L'Agence des Copines, qui a tout le contexte. {follow_up}"
+    """What the visitor reads when a human takes over (French, "tu"), fitting its reason."""
+    return HANDOFF[handoff_reason(decision)]
+
+
+# Reasons a complaint does not override: the router saw something that matters more.
+_KEEP = frozenset({"emergency", "medical", "legal", "payment", "injection", "human_request"})
+
+
+def with_complaint(decision: Decision, message: str) -> Decision:
+    """The decision, turned into a hand-off when the message is a complaint, a refund
+    request or an insult (she gets an apology and a human, not an expert's advice)."""
+    kind = complaint(message)
+    if not kind or (decision.escalated and handoff_reason(decision) in _KEEP):
+        return decision
+    return replace(
+        decision,
+        agent=ESCALATE,
+        reason="complaint",
+        rule="complaint",
+        primary_need=COMPLAINT_NEED,
+        reasoning=f"message de mécontentement ({kind})",
+        sentiment_hint="negative",
+        upsell_hint=False,
     )
 
 
@@ -61,7 +133,7 @@ def build_brief(message: str, history: list[Message], decision: Decision) -> str
 
 def closest_expert(decision: Decision) -> str | None:
     """The expert the local scores put nearest, for the human's context."""
-    scores = {k: v for k, v in decision.scores.items() if k != "escalate"}
+    scores = {k: v for k, v in decision.scores.items() if k not in ("escalate", "assistant")}
     return max(scores, key=scores.get) if scores else None  # type: ignore[arg-type]
 
 
@@ -152,7 +224,12 @@ async def record_escalation(
         brief=build_brief(message, history, decision),
         closest_expert=closest_expert(decision),
         message_id=message_id,
-        meta={"router": decision.router, "confidence": decision.confidence, "rule": decision.rule},
+        meta={
+            "router": decision.router,
+            "confidence": decision.confidence,
+            "rule": decision.rule,
+            "reason": handoff_reason(decision),
+        },
     )
     await store.add_escalation(escalation)
     return escalation

@@ -7,10 +7,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from copines.signals import default_model
 from copines.text import fold
 
 LOOP_SIMILARITY = 0.45  # USE cosine: above this, two visitor messages ask the same thing
 LOOP_WITH_MARKER = 0.15  # "je reformule", "toujours pas": a weak echo is enough
+LOOP_HISTORY = 0.4  # two earlier messages this close ask the same thing
+LOOP_ECHO = 0.35  # ... and a message this close to one of them comes back to it
 DEEP_QUESTIONS = 3  # this many long questions before the current one: deeper help may fit
 
 ACCOMPANIMENT_NOTE = (
@@ -156,6 +159,59 @@ _UPSELL = re.compile(
 )
 
 
+# Complaints about the agency or the assistant, refund requests, insults (folded text). Her
+# frustration with her own tunnel or reels is not one: each cue names the agency's side.
+_AT_US = r"(vous|votre|vos|ton|tes|t'es|tu es|l'agence|ce chat|ce bot|ce service|ce truc|ca)"
+_COMPLAINT = {
+    # A demand for her money back; a question about the refund policy is not one.
+    "refund": re.compile(
+        r"(\bje (veux|voudrais|souhaite|demande|exige|reclame)( [\w']+){0,2} (un |mon |le )?"
+        r"rembourse|\brembourse[sz]?-moi|\bremboursez|\bme faire rembourser|"
+        r"\brecuperer mon argent|\brendre mon argent|\bannuler (ma|mon) (commande|achat|"
+        r"paiement)|\bchargeback|\blitige bancaire|\bfaire opposition)"
+    ),
+    "insult": re.compile(
+        r"(\bbande d'(incapables|escrocs|nulles|nuls|voleu\w*|arnaqueu\w*)|"
+        r"\b(vous etes|t'es|tu es|bande de)( vraiment| trop| completement| des)? "
+        r"(nulle?s?|nuls|incompetent\w*|incapables?|inutiles?|bidon|escrocs?|voleu\w*|"
+        r"arnaqueu\w*|une arnaque)\b|"
+        r"\bsert a rien\b.{0,20}\b(votre|vos|ce truc|ce chat|ce bot|ce service)\b|"
+        r"\b(votre|vos|ton|ce) (truc|chat|bot|service|formation|programme|accompagnement|"
+        r"agence|outil|assistant|robot)( \w+)? (ne )?sert a rien\b|"
+        r"\b(c'est|c'etait) (une |de l')arnaque|\bvous m'avez (arnaque|escroque|vole)\w*|"
+        r"\bfoutage de gueule|\bvous (vous )?foutez|\bse fout de (moi|nous)|\bta gueule|"
+        r"\bde la merde\b|\bmerdique|\b(votre|vos|ce) \w+ (est |sont )?pourri)"
+    ),
+    "complaint": re.compile(
+        r"\b(plainte|reclamation|je (me )?plains|inadmissible|inacceptable|honteux|"
+        r"scandale\w*|(pas|plus|jamais) (du tout )?satisfaite?|mecontente?|"
+        r"(tres |vraiment |super )?decue? (de|par) (votre|vos|la formation|l'accompagnement|"
+        r"l'agence|ce programme|cette formation|du programme|de la formation)|"
+        r"(personne ne|jamais eu de|toujours pas eu de|toujours pas de) (me )?(repon\w*|retour)|"
+        r"pas (du tout )?ce qui (etait|m'avait ete) promis|mauvaise experience|"
+        r"n'importe quoi " + _AT_US + r"|c'est du vol)"
+    ),
+}
+
+
+def complaint(text: str) -> str:
+    """Which kind of complaint the message is ("refund", "insult", "complaint"), or ""."""
+    folded = fold(text).replace("’", "'")
+    for kind, pattern in _COMPLAINT.items():
+        if pattern.search(folded):
+            return kind
+    return ""
+
+
+# A question about the agency's prices or offers is always an upsell moment.
+_PRICE = re.compile(
+    r"\b(tarifs?|combien (coute|coutent|ca coute)|coute combien|prix (de|du|des) "
+    r"(votre|vos|l'accompagnement|la formation|l'audit|du programme|des formations|"
+    r"l'offre|vos offres)|vos (offres|formules|accompagnements))"
+)
+UPSELL_PROBABILITY = 0.5
+
+
 @dataclass
 class Analysis:
     sentiment: str  # positive | neutral | negative
@@ -163,6 +219,7 @@ class Analysis:
     loop: bool
     loop_similarity: float = 0.0
     upsell_reason: str = ""
+    complaint: str = ""  # refund | insult | complaint, when the message is one
 
     def public(self) -> dict:
         return {"sentiment": self.sentiment, "upsell": self.upsell, "loop": self.loop}
@@ -211,16 +268,28 @@ def loop_similarity(vector: np.ndarray, previous: list[np.ndarray]) -> float:
 
 
 def detect_loop(message: str, vector: np.ndarray, previous: list[np.ndarray]) -> tuple[bool, float]:
-    """The visitor asks the same thing again (or repeats the same complaint)."""
+    """The visitor asks the same thing again (or repeats the same complaint), or her earlier
+    messages already asked one thing twice and this one comes back to it."""
     if not previous:
         return False, 0.0
     best = loop_similarity(vector, previous)
+    if best >= LOOP_ECHO and _repeated(previous) and sentiment(message) != "positive":
+        return True, best  # (thanks on the same topic close a loop, they do not extend it)
     folded = fold(message)
     asking = "?" in message or sentiment(message) == "negative" or bool(_REPEAT.search(folded))
     if not asking:
         return False, best
     threshold = LOOP_WITH_MARKER if _REPEAT.search(folded) else LOOP_SIMILARITY
     return best >= threshold, best
+
+
+def _repeated(previous: list[np.ndarray]) -> bool:
+    """Two of her earlier messages ask the same thing."""
+    return any(
+        float(previous[i] @ previous[j]) >= LOOP_HISTORY
+        for i in range(len(previous))
+        for j in range(i + 1, len(previous))
+    )
 
 
 def deep_questions(earlier: list[str]) -> int:
@@ -242,11 +311,24 @@ def analyze(
     `previous` are the embeddings of the visitor's recent messages, `earlier` their texts.
     """
     loop, similarity = detect_loop(message, vector, previous)
-    mood = sentiment(message)
+    grievance = complaint(message)
+    if grievance:
+        # A complaint, a refund or an insult: negative, and never a moment to sell.
+        return Analysis("negative", False, loop, round(similarity, 4), "", grievance)
+    model = default_model()
+    learnt = model is not None and model.applies_to(vector)
+    mood = model.sentiment(message, vector)[0] if learnt else sentiment(message)
     if sentiment_hint in ("positive", "negative") and mood == "neutral":
-        mood = sentiment_hint  # the model saw what the lexicon missed
-    deep = deep_questions(earlier or []) if "?" in message else 0
-    reason = upsell_trigger(message, deep_questions=deep)
+        mood = sentiment_hint  # the orchestrator saw what we missed
+    reason = upsell_trigger(message)
+    if learnt:
+        intent = model.upsell(message, vector) >= UPSELL_PROBABILITY
+        if intent and not reason:
+            reason = "intention d'achat ou besoin d'accompagnement"
+        elif not intent and not _PRICE.search(fold(message)):
+            reason = ""  # a cue the model overruled (a question about her own prices...)
+    if not reason and "?" in message and deep_questions(earlier or []) >= DEEP_QUESTIONS:
+        reason = "questions approfondies répétées"
     upsell = bool(reason) or bool(upsell_hint)
     if upsell_hint and not reason:
         reason = "signal de l'orchestrateur"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from copines.experts import Expert
+from copines.knowledge.chunking import is_pitfall_heading, mark_pitfalls
 from copines.store.base import Message, Passage
 
 AGENCY = "L'Agence des Copines"
@@ -28,6 +29,9 @@ _COMMON_RULES = [
     "suggère avec douceur l'accompagnement de l'agence.",
     "Juridique, fiscalité, santé, facturation ou remboursement : tu ne réponds pas sur le fond, "
     "tu proposes de transmettre à l'équipe humaine de l'agence.",
+    "Dans les sources, les lignes qui commencent par « À éviter : » décrivent des erreurs : ne "
+    "les recommande jamais comme conseil ; si tu en parles, présente-les comme des erreurs à "
+    "éviter.",
 ]
 
 _SECURITY = (
@@ -75,9 +79,12 @@ def sources_block(passages: list[Passage]) -> str:
     for i, p in enumerate(passages, 1):
         label = clean_quoted(p.title or p.filename).replace('"', "'")
         section = clean_quoted(p.heading_path).replace('"', "'")
+        sections = p.heading_path.split(" > ")[1:]  # under the title
+        pitfall = ' nature="à éviter"' if any(map(is_pitfall_heading, sections)) else ""
+        text = mark_pitfalls(clean_quoted(p.text), p.heading_path)
         blocks.append(
-            f'<source n="{i}" fichier="{p.filename}" titre="{label}" section="{section}">\n'
-            f"{clean_quoted(p.text)}\n</source>"
+            f'<source n="{i}" fichier="{p.filename}" titre="{label}" section="{section}"'
+            f"{pitfall}>\n{text}\n</source>"
         )
     return "<sources>\n" + "\n".join(blocks) + "\n</sources>"
 

@@ -76,3 +76,11 @@ def _search_terms(query: str, limit: int) -> tuple[str, ...]:
         if s not in out:
             out.append(s)
     return tuple(out[:limit])
+
+
+def initials_of(name: str) -> str:
+    """Two capitals for an avatar: the first letters of the first two words."""
+    words = [w for w in re.split(r"[\s'’-]+", name) if w]
+    if len(words) >= 2:
+        return (words[0][0] + words[1][0]).upper()
+    return name[:2].upper() or "?"

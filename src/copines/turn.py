@@ -25,6 +25,7 @@ from copines.escalation import (
     handoff_message,
     record_escalation,
     webhook_payload,
+    with_complaint,
 )
 from copines.knowledge.retrieval import RetrievalResult
 from copines.mail import Mailer
@@ -33,8 +34,16 @@ from copines.prompts import expert_messages
 from copines.providers import spend
 from copines.providers.chat import ChatClient, ChatResult, StreamCut
 from copines.providers.offline import OFFLINE_MODEL, OfflineResponder
-from copines.routing import Decision, LocalRouter, Router, finish
+from copines.routing import (
+    ASSISTANT,
+    ASSISTANT_COLOR,
+    Decision,
+    build_router,
+)
+from copines.routing.local import last_agent
+from copines.routing.small_talk import reply as small_talk_reply
 from copines.store.base import Conversation, Message, Passage
+from copines.text import initials_of
 from copines.turn_log import log_turn
 
 log = logging.getLogger("copines.turn")
@@ -63,6 +72,7 @@ ERROR_MESSAGES = {
 }
 LOOP_PREVIOUS = 4  # how many of the visitor's earlier messages loop detection compares
 SPECULATIVE_SEARCHES = 2  # bases searched while the orchestrator thinks
+FOLLOW_UP_WORDS = 12  # a message this short that stays with the expert is read as a follow-up
 
 
 @dataclass
@@ -183,19 +193,7 @@ class TurnRunner:
             chat = ChatClient.from_settings(settings)
             self._own_chat = True
         self.chat: ChatClient | None = chat
-        self.local_router = LocalRouter(
-            deps.experts,
-            deps.embedder,
-            margin=settings.router_margin,
-            switch_margin=settings.router_switch_margin,
-        )
-        self.router = Router(
-            deps.experts,
-            self.local_router,
-            chat,
-            orchestrator_model=settings.orchestrator_model,
-            timeout=settings.orchestrator_timeout,
-        )
+        self.router = build_router(deps, chat)
         self.offline = OfflineResponder(max_words=settings.max_answer_words)
         self.background = Background()
         self.webhook = WebhookNotifier(settings.escalation_webhook)
@@ -203,8 +201,8 @@ class TurnRunner:
         self.mailer = Mailer(settings)
 
     async def prepare(self) -> None:
-        """Embed the routing exemplars now rather than during the first visitor's turn."""
-        await self.local_router.prepare()
+        """Load the router and embed the experts' exemplars before the first visitor's turn."""
+        await self.router.prepare()
 
     async def drain(self) -> None:
         """Wait for the writes and webhooks still running after answers (call at shutdown)."""
@@ -291,8 +289,10 @@ class TurnRunner:
         finally:
             turn.user_message_id = await save_user
         t = time.perf_counter()
-        decision = turn.decision
-        assert decision is not None
+        assert turn.decision is not None
+        decision = turn.decision = with_complaint(turn.decision, message)
+        if decision.escalated:
+            turn.retrieval = None  # a human answers: no passages, no sources
         yield TurnEvent("decision", self._decision_event(decision))
         passages = turn.retrieval.passages if turn.retrieval else []
         sources = [_source(p) for p in passages]
@@ -354,12 +354,12 @@ class TurnRunner:
         if decision.escalated:
             turn.text = handoff_message(decision)
             return
+        if decision.small_talk:
+            turn.text = small_talk_reply(turn.message, deps.experts)
+            return
         expert = deps.experts[decision.agent]
         if self.chat is None:
-            if decision.rule == "small-talk":
-                turn.text = self.offline.small_talk(expert)
-            else:
-                turn.text = self.offline.answer(expert, turn.message, passages)
+            turn.text = await self.offline.compose(expert, turn.message, passages, deps.embedder)
             return
         prompt = expert_messages(
             expert,
@@ -473,33 +473,11 @@ class TurnRunner:
         return message
 
     async def _route_and_retrieve(self, turn: _Turn) -> None:
-        """Decide who answers; when the orchestrator is asked, search every base meanwhile."""
+        """Decide who answers; when the orchestrator is asked, search the bases meanwhile."""
         deps = self.deps
         t = time.perf_counter()
         assert turn.vector is not None
-        local = await self.local_router.decide(
-            turn.message, turn.vector, turn.history, turn.previous_expert
-        )
-        t = turn.mark("route_local", t)
-        if not self.router.needs_orchestrator(local):
-            turn.decision = finish(local, turn.previous_expert)
-            turn.timings["route"] = turn.timings["route_local"]
-            if not turn.decision.escalated and turn.decision.rule != "small-talk":
-                query, vector = self._retrieval_query(turn)
-                turn.retrieval = await deps.retriever.search(
-                    turn.decision.agent, query, vector=vector
-                )
-            turn.mark("retrieval", t)
-            return
-
-        # Speculative retrieval: both experts' bases are searched while the model decides.
-        async def timed_orchestrator() -> tuple[Decision, dict]:
-            s = time.perf_counter()
-            out = await self.router.ask_orchestrator(turn.message, turn.history, local)
-            e = time.perf_counter()
-            turn.timings["orchestrator"] = round((e - s) * 1000, 3)
-            turn.span("orchestrator", s, e)
-            return out
+        local_done: list[float] = []
 
         async def timed_search(expert: str) -> RetrievalResult:
             s = time.perf_counter()
@@ -509,38 +487,65 @@ class TurnRunner:
             turn.span(f"retrieval_{expert}", s, e)
             return out
 
-        # The two experts the local router finds closest: with Audrey and Carole, both bases.
-        ranked = sorted(
-            (e for e in deps.experts), key=lambda e: local.scores.get(e, 0.0), reverse=True
+        async def speculative(local: Decision) -> dict[str, RetrievalResult]:
+            """Both experts' bases searched while the model decides (the two the local
+            router finds closest, with more experts)."""
+            local_done.append(time.perf_counter())
+            ranked = sorted(deps.experts, key=lambda e: local.scores.get(e, 0.0), reverse=True)
+            experts = ranked[:SPECULATIVE_SEARCHES]
+            found = await asyncio.gather(*(timed_search(e) for e in experts))
+            return dict(zip(experts, found, strict=True))
+
+        decision, usage, results = await self.router.route(
+            turn.message,
+            turn.vector,
+            turn.history,
+            turn.previous_expert,
+            alongside=speculative,
+            timings=turn.timings,
         )
-        experts = ranked[:SPECULATIVE_SEARCHES]
-        outcome = await asyncio.gather(timed_orchestrator(), *(timed_search(e) for e in experts))
-        (decision, usage), results = outcome[0], dict(zip(experts, outcome[1:], strict=True))
-        wall = (time.perf_counter() - t) * 1000
-        turn.timings["route"] = round(turn.timings["route_local"] + wall, 3)
-        turn.timings["retrieval"] = round(max(turn.timings[f"retrieval_{e}"] for e in experts), 3)
-        # Overlap: what sequential steps would have cost minus what the wall clock saw.
-        sequential = turn.timings["orchestrator"] + sum(
-            turn.timings[f"retrieval_{e}"] for e in experts
-        )
-        turn.timings["speculative_saved"] = round(max(sequential - wall, 0.0), 3)
-        turn.model_ms += turn.timings["orchestrator"]
+        turn.decision = decision
         turn.orchestrator_usage = usage
-        turn.decision = finish(decision, turn.previous_expert)
-        if not turn.decision.escalated:
-            turn.retrieval = results.get(turn.decision.agent)
+        if usage is None:  # the local decision stood
+            t = turn.mark("route_local", t)
+            turn.timings["route"] = turn.timings["route_local"]
+            if decision.agent in deps.experts:
+                query, vector = self._retrieval_query(turn)
+                turn.retrieval = await deps.retriever.search(decision.agent, query, vector=vector)
+            turn.mark("retrieval", t)
+            return
+        started = local_done[0] if local_done else t
+        turn.timings["route_local"] = round((started - t) * 1000, 3)
+        wall = (time.perf_counter() - started) * 1000
+        turn.timings["route"] = round(turn.timings["route_local"] + wall, 3)
+        results = results or {}
+        searched = [e for e in results if f"retrieval_{e}" in turn.timings]
+        if searched:
+            turn.timings["retrieval"] = round(
+                max(turn.timings[f"retrieval_{e}"] for e in searched), 3
+            )
+            sequential = turn.timings.get("orchestrator", 0.0) + sum(
+                turn.timings[f"retrieval_{e}"] for e in searched
+            )
+            turn.timings["speculative_saved"] = round(max(sequential - wall, 0.0), 3)
+        if "orchestrator" in turn.timings:
+            turn.model_ms += turn.timings["orchestrator"]
+            orch_start = started
+            turn.span("orchestrator", orch_start, orch_start + turn.timings["orchestrator"] / 1000)
+        if decision.agent in deps.experts:
+            turn.retrieval = results.get(decision.agent)
             if turn.retrieval is None:  # a third expert the local router ranked low
                 turn.retrieval = await deps.retriever.search(
-                    turn.decision.agent, turn.message, vector=turn.vector
+                    decision.agent, turn.message, vector=turn.vector
                 )
 
     def _retrieval_query(self, turn: _Turn) -> tuple[str, np.ndarray | None]:
         """A follow-up ("et pour l'étape 2 ?") is searched with the question it follows."""
         decision = turn.decision
-        if decision is None or decision.rule != "follow-up":
-            return turn.message, turn.vector
         earlier = [m.content for m in turn.history if m.role == "user"]
-        if not earlier:
+        if decision is None or not earlier or len(turn.message.split()) > FOLLOW_UP_WORDS:
+            return turn.message, turn.vector
+        if decision.agent != last_agent(turn.history, None):
             return turn.message, turn.vector
         return f"{earlier[-1]} {turn.message}", None
 
@@ -550,16 +555,26 @@ class TurnRunner:
         return await self.deps.embedder.embed_many(earlier)
 
     def _decision_event(self, decision: Decision) -> dict:
-        expert = self.deps.experts.get(decision.agent)
+        name, color, initials = self.agent_look(decision.agent)
         return {
             "agent": decision.agent,
-            "agent_name": expert.name if expert else TEAM_NAME,
+            "agent_name": name,
             "confidence": round(decision.confidence, 3),
             "router": decision.router,
             "escalated": decision.escalated,
-            "color": expert.color if expert else TEAM_COLOR,
-            "initials": expert.initials if expert else "EQ",
+            "color": color,
+            "initials": initials,
         }
+
+    def agent_look(self, agent: str) -> tuple[str, str, str]:
+        """Name, colour and initials shown for an agent (an expert, the assistant, the team)."""
+        expert = self.deps.experts.get(agent)
+        if expert is not None:
+            return expert.name, expert.color, expert.initials
+        if agent == ASSISTANT:
+            name = self.deps.settings.assistant_name
+            return name, ASSISTANT_COLOR, initials_of(name)
+        return TEAM_NAME, TEAM_COLOR, "EQ"
 
     async def _save(
         self,
@@ -570,7 +585,6 @@ class TurnRunner:
         analysis: Analysis,
         error: str | None,
     ) -> TurnResult:
-        deps = self.deps
         decision = turn.decision
         assert decision is not None
         orch = turn.orchestrator_usage or {}
@@ -580,7 +594,9 @@ class TurnRunner:
             "secondary_needs": decision.secondary_needs,
             "reasoning": decision.reasoning,
             "rule": decision.rule,
+            "reason": decision.reason or None,
             "scores": decision.scores,
+            "evidence": decision.evidence or None,
             "switched_from": decision.switched_from,
             "kept_previous": decision.kept_previous,
             "orchestrator": orch or None,
@@ -617,14 +633,13 @@ class TurnRunner:
         turn.stored = True
         if message_id is not None:
             await self._after_answer(turn, message_id)
-        expert = deps.experts.get(decision.agent)
         return TurnResult(
             conversation_id=turn.conversation_id,
             message_id=message_id,
             user_message_id=turn.user_message_id,
             response=text,
             agent=decision.agent,
-            agent_name=expert.name if expert else TEAM_NAME,
+            agent_name=self.agent_look(decision.agent)[0],
             confidence=round(decision.confidence, 3),
             router=decision.router,
             sources=sources,
@@ -664,7 +679,7 @@ class TurnRunner:
                 )
             if self.mailer.enabled and not escalation.merged:
                 self.background.spawn(self.mailer.send_handoff(escalation), name="escalation-email")
-        elif decision.agent != turn.previous_expert:
+        elif decision.agent in deps.experts and decision.agent != turn.previous_expert:
             await self._when_free(
                 lambda: deps.store.set_conversation_expert(turn.conversation_id, decision.agent)
             )

@@ -36,6 +36,7 @@ def log_turn(turn: Any, result: Any, analysis: Analysis, *, with_text: bool = Fa
             "reasoning": decision.reasoning,
             "router": decision.router,
             "rule": decision.rule,
+            "reason": decision.reason or None,
             "switched_from": decision.switched_from,
             "fallback_reason": decision.fallback_reason,
         },

@@ -124,3 +124,17 @@ async def test_analytics_empty_period(admin):
         "/admin/analytics", params={"since": "2001-01-01", "until": "2001-01-07"}
     )
     assert page.status_code == 200
+
+
+def test_small_talk_is_no_knowledge_gap():
+    """The assistant's replies search nothing: no score, so never a low-score question."""
+    from copines.admin.turns import best_score, read_turns
+    from copines.store.base import Message
+
+    hello = Message("c", "user", "Bonjour !", id=1)
+    reply = Message("c", "assistant", "Bonjour et bienvenue !", agent="assistant", id=2)
+    expert = Message("c", "assistant", "Voici...", agent="audrey", id=3)
+    assert best_score(reply) is None
+    assert best_score(expert) == 0.0  # an expert's search that found nothing is a gap
+    [turn, _] = read_turns([hello, reply, expert])
+    assert turn.best_score is None and not turn.escalated

@@ -149,3 +149,29 @@ def test_feedback_rates_an_answer_of_ones_own_conversation(client: httpx.Client)
     own_question = {**body, "message_id": turn["user_message_id"], "rating": "up"}
     assert client.post("/api/feedback", json=own_question, headers=headers).status_code == 404
     assert client.post("/api/feedback", json={**body, "rating": "up"}).status_code == 404
+
+
+def test_small_talk_gets_the_assistant_and_keeps_the_conversations_expert(client: httpx.Client):
+    """Agent `assistant` end to end: the API's answer, the stored message, the history."""
+    turn = start(client, "Comment je crée une séquence d'emails de bienvenue ?")
+    headers = {"X-Conversation-Token": turn["token"]}
+    hello = client.post(
+        "/api/chat",
+        json={"message": "Merci beaucoup !", "conversation_id": turn["conversation_id"]},
+        headers=headers,
+    ).json()
+    assert hello["agent"] == "assistant" and not hello["escalated"]
+    assert hello["agent_name"] == "Lou" and hello["initials"] == "LO"  # COPINES_ASSISTANT_NAME
+    assert hello["label"] == "assistante"
+    assert hello["response"].strip() and not hello["sources"]
+    history = client.get(f"/api/conversations/{turn['conversation_id']}", headers=headers).json()
+    stored = [m for m in history["messages"] if m["role"] == "assistant"][-1]
+    assert stored["agent"] == "assistant" and stored["agent_name"] == "Lou"
+    assert stored["label"] == "assistante"
+    # The expert of the conversation is unchanged: a follow-up goes back to her.
+    follow = client.post(
+        "/api/chat",
+        json={"message": "et combien d'emails ?", "conversation_id": turn["conversation_id"]},
+        headers=headers,
+    ).json()
+    assert follow["agent"] == turn["agent"]

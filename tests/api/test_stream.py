@@ -96,7 +96,7 @@ def test_events_come_in_order_and_end_with_the_whole_turn(model_server: LiveServ
     assert done["token"] == decision["token"]
     sources = next(data for name, data in events if name == "sources")["sources"]
     assert sources and done["sources"] == sources
-    assert {"filename", "title", "owner", "score", "heading"} <= set(sources[0])
+    assert {"filename", "title", "owner", "score", "heading", "url"} <= set(sources[0])
 
     # The final object is the same one POST /api/chat returns.
     whole = httpx.post(

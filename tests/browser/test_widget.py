@@ -350,3 +350,25 @@ def test_the_api_documentation_renders_without_any_cdn(page, site):
     page.locator(".opblock").first.wait_for(timeout=20_000)
     paths = page.locator(".opblock-summary-path").all_text_contents()
     assert any("/api/chat/stream" in p for p in paths), paths
+
+
+def test_small_talk_is_answered_by_the_assistant_and_kept_after_a_reload(page, site):
+    page.goto(site.url + "/")
+    page.locator("copines-chat .launcher").click()
+    ask(page, "Bonjour !")
+    answer = last_answer(page)
+    author = answer.locator(".author")
+    author.filter(has_text="Lou").wait_for(timeout=20_000)
+    page.wait_for_function(
+        "() => !document.querySelector('copines-chat').shadowRoot"
+        ".querySelector('.msg.assistant[aria-busy]')",
+        timeout=20_000,
+    )
+    assert answer.locator(".handoff").count() == 0
+    assert "?" in answer.locator(".bubble").text_content()
+    page.reload()
+    if not page.locator("copines-chat .panel").is_visible():
+        page.locator("copines-chat .launcher").click()
+    page.locator("copines-chat .msg.user .bubble").first.wait_for()
+    reloaded = last_answer(page)
+    reloaded.locator(".author").filter(has_text="Lou").wait_for(timeout=20_000)

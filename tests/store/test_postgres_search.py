@@ -3,7 +3,6 @@ French keyword search, and HNSW recall against exact search on the sample knowle
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -13,11 +12,12 @@ import pytest
 
 from copines.deps import Deps
 from copines.errors import EmbedderMismatchError
+from copines.eval import read_part
 from copines.providers.embeddings import LocalEmbedder
 from copines.store.base import ChunkRecord, DocumentRecord
 from copines.store.postgres import PostgresStore
 from copines.store.postgres_keywords import ROW_BUDGET, LexemeCounts, tsquery_words
-from tests.conftest import EXAMPLES, ROOT, make_settings, postgres_url_or_skip
+from tests.conftest import EXAMPLES, make_settings, postgres_url_or_skip
 
 pytestmark = pytest.mark.postgres
 OWNERS = ("audrey", "carole", "shared", "third")
@@ -332,8 +332,7 @@ async def test_hnsw_recall_against_exact_search_on_the_sample_knowledge(
 ) -> None:
     store = knowledge_pg.store
     assert isinstance(store, PostgresStore)
-    lines = (ROOT / "tests" / "data" / "routing.jsonl").read_text(encoding="utf-8").splitlines()
-    questions = [json.loads(line)["message"] for line in lines][:40]
+    questions = [row["message"] for row in read_part("train", "routing")][:40]
     vectors = embedder.embed_sync(questions)
     hits = total = 0
     for expert in ("audrey", "carole"):

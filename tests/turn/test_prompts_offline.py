@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from copines.experts import load_experts
 from copines.prompts import expert_messages, expert_system_prompt, sources_block
-from copines.providers.offline import OfflineResponder
 from copines.store.base import Message, Passage
 
 EXPERTS = load_experts()
@@ -66,34 +65,19 @@ def test_history_roles_and_length():
     assert body[-1]["role"] == "assistant" and "équipe" in body[-1]["content"]
 
 
-def test_offline_answer_in_audreys_voice_with_sources():
-    text = OfflineResponder().answer(
-        EXPERTS["audrey"], "Combien d'emails dans ma séquence de bienvenue ?", PASSAGES
+def test_pitfall_lines_are_labelled_for_the_model():
+    text = (
+        "## Écrire la séquence\nRaconte ton histoire.\n\n## Erreurs fréquentes\n"
+        "- Vendre dès le premier email.\nNote interne : revoir avec Julie.\n\n## Ensuite\nLa suite."
     )
-    assert "\n1. " in text  # Audrey: numbered steps
-    assert "« La séquence de bienvenue »" in text and "Sources" in text
-    assert "Ton action pour aujourd'hui" in text
-    assert "hors ligne" in text  # honest about how it was made
-    assert "cinq emails" in text
-
-
-def test_offline_answer_in_caroles_voice():
-    carole_passages = [
-        passage(
-            "Un bon hook tient en une phrase. Commence par le problème de ta cliente, puis "
-            "promets une solution concrète dans les trois premières secondes.",
-            filename="carole-reels-hooks.md",
-            title="Hooks de reels",
-        )
-    ]
-    text = OfflineResponder().answer(EXPERTS["carole"], "Un hook pour mon reel ?", carole_passages)
-    assert "✨" in text or "👉" in text
-    assert "\n- " in text and "« Hooks de reels »" in text
-
-
-def test_offline_answer_without_passages_is_honest():
-    text = OfflineResponder().answer(EXPERTS["carole"], "Une question très spécifique", [])
-    assert "rien" in text and "équipe" in text and "Reformule" in text
+    block = sources_block([passage(text)])
+    assert "- À éviter : Vendre dès le premier email." in block
+    assert "À éviter : Raconte" not in block and "À éviter : La suite" not in block
+    assert "Note interne" not in block
+    whole = sources_block([Passage(1, 1, "a.md", "Doc", "audrey", "Doc > Pièges", "- Un ebook")])
+    assert 'nature="à éviter"' in whole and "À éviter : Un ebook" in whole
+    prompt = expert_system_prompt(EXPERTS["audrey"], 300)
+    assert "À éviter" in prompt and "ne les recommande jamais" in prompt
 
 
 def test_another_experts_quoted_passages_stay_out_of_the_new_experts_prompt():

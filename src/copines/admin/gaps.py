@@ -19,8 +19,9 @@ LOW_SCORE = 0.45
 SAME_TOPIC = 0.55
 MAX_QUESTIONS = 500
 MAX_READ_TIME_SEARCHES = 100
-# Hand-offs the router made on purpose (a human asked for, billing, partnership): no gap.
-ON_PURPOSE = {"escalate-pattern"}
+# Hand-offs the router made on purpose, by a rule (a human asked for, payment, legal...): no
+# gap. "escalate-pattern" is the name stored turns of the earlier router carry.
+ON_PURPOSE = {"safety", "escalate-pattern"}
 
 
 @dataclass

@@ -13,6 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from copines.experts import ESCALATE
+from copines.routing.decision import ASSISTANT
 from copines.store.base import Escalation, Feedback, Message
 
 UNKNOWN = "inconnu"
@@ -97,6 +98,8 @@ def best_score(message: Message) -> float | None:
         return max(scores)
     if is_escalation(message):
         return None  # a hand-off keeps no retrieval: the console searches at read time
+    if message.agent == ASSISTANT:
+        return None  # small talk searches nothing
     if message.agent or isinstance(meta.get("retrieval"), dict):
         return 0.0  # an expert answered: her search found nothing above the threshold
     return None

@@ -57,7 +57,9 @@ class ChatPublic(BaseModel):
     message_id: int | None
     user_message_id: int | None = None
     response: str
-    agent: str = Field(description="The expert's id, or 'escalate'.")
+    agent: str = Field(
+        description="The expert's id, 'assistant' (small talk) or 'escalate' (a human)."
+    )
     agent_name: str
     label: str | None = Field(None, description="experte, or assistante for a hand-off.")
     color: str | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -15,11 +16,57 @@ from copines.providers.embeddings import Embedder
 from copines.providers.rerank import Reranker
 from copines.store.base import Passage, Store
 from copines.store.sqlite import mismatch_error
-from copines.text import search_terms
+from copines.text import fold, search_terms
 
 T = TypeVar("T")
 
 RRF_K = 60
+
+# What visitors abbreviate or say in English, and the words the documents use instead: the
+# expansion only feeds the word-matching parts (keyword search, reranker, offline answer).
+ABBREVIATIONS = {
+    "rdv": "rendez-vous",
+    "insta": "instagram",
+    "ig": "instagram",
+    "mail": "email",
+    "mails": "emails",
+    "dm": "messages privés",
+    "dms": "messages privés",
+    "mp": "message privé",
+    "pb": "problème",
+    "stats": "statistiques",
+    "abo": "abonnées",
+    "abos": "abonnées",
+    "pub": "publicité",
+    "pubs": "publicités",
+    "cta": "appel à l'action",
+    "tuto": "tutoriel",
+    "newsletter": "newsletter email",
+    "funnel": "tunnel",
+    "funnels": "tunnels",
+    "landing": "page",
+    "optin": "inscription",
+    "opt-in": "inscription",
+    "followers": "abonnées",
+    "follower": "abonnée",
+    "feed": "fil",
+    "post": "publication",
+    "posts": "publications",
+    "caption": "légende",
+    "captions": "légendes",
+    "hashtag": "hashtags",
+}
+_TOKEN = re.compile(r"[\w'-]+", re.UNICODE)
+
+
+def lexical_query(query: str) -> str:
+    """The question with the documents' words added after the visitor's abbreviations."""
+    extra = [
+        ABBREVIATIONS[word]
+        for word in dict.fromkeys(_TOKEN.findall(fold(query)))
+        if word in ABBREVIATIONS
+    ]
+    return f"{query} {' '.join(extra)}" if extra else query
 
 
 @dataclass
@@ -44,6 +91,23 @@ def fuse(dense: list[tuple[int, float]], keyword: list[int], limit: int) -> list
     return sorted(scores, key=lambda cid: scores[cid], reverse=True)[:limit]
 
 
+def diverse(ranked: list[Passage], k: int, per_document: int) -> list[Passage]:
+    """The best `k` passages, at most `per_document` of one document while others remain."""
+    chosen: list[Passage] = []
+    later: list[Passage] = []
+    counts: dict[str, int] = {}
+    for passage in ranked:
+        if len(chosen) == k:
+            break
+        if counts.get(passage.filename, 0) < per_document:
+            chosen.append(passage)
+            counts[passage.filename] = counts.get(passage.filename, 0) + 1
+        else:
+            later.append(passage)
+    chosen += later[: k - len(chosen)]
+    return chosen
+
+
 class Retriever:
     """Finds an expert's best passages: only her documents and the shared ones."""
 
@@ -57,6 +121,7 @@ class Retriever:
         candidates: int = 20,
         top_k: int = 3,
         threshold: float | None = None,
+        per_document: int = 2,
     ):
         self.store = store
         self.embedder = embedder
@@ -65,6 +130,7 @@ class Retriever:
         self.candidates = candidates
         self.top_k = top_k
         self.threshold = embedder.default_threshold if threshold is None else threshold
+        self.per_document = per_document
 
     async def search(
         self,
@@ -88,7 +154,7 @@ class Retriever:
             finally:
                 timings[name] = (time.perf_counter() - started) * 1000
 
-        terms = search_terms(query)
+        terms = search_terms(lexical_query(query))
         if vector is not None and self.store.searches_inline():
             # Both searches run on this thread without waiting on anything: a task to run
             # them side by side would only cost its own creation.
@@ -139,7 +205,13 @@ class Retriever:
             raise mismatch_error(stored, self.embedder.id)
         t3 = time.perf_counter()
         ids = fuse(dense, keyword, self.candidates)
-        passages = await self.store.get_passages(expert, ids, vector)
+        # The similarity floor holds for every candidate, whichever search found it: a
+        # keyword hit the embedding finds unrelated to the question does not reach the expert.
+        passages = [
+            p
+            for p in await self.store.get_passages(expert, ids, vector)
+            if p.dense_score >= self.threshold
+        ]
         dense_rank = {cid: i for i, (cid, _) in enumerate(dense)}
         keyword_rank = {cid: i for i, cid in enumerate(keyword)}
         for fused_rank, passage in enumerate(passages):
@@ -147,7 +219,9 @@ class Retriever:
             passage.keyword_rank = keyword_rank.get(passage.chunk_id)
             passage.fused_score = 1.0 / (RRF_K + fused_rank + 1)
         t4 = time.perf_counter()
-        ranked = await self.reranker.rerank(query, passages, k or self.top_k)
+        k = k or self.top_k
+        ranked = await self.reranker.rerank(lexical_query(query), passages, len(passages))
+        ranked = diverse(ranked, k, self.per_document)
         t5 = time.perf_counter()
         timings.update(hydrate=(t4 - t3) * 1000, rerank=(t5 - t4) * 1000)
         return RetrievalResult(expert, ranked, len(passages), timings)

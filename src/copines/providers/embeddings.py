@@ -170,14 +170,13 @@ class LocalEmbedder(Embedder):
 
     id = "local:use-multilingual-v3:512"
     dim = 512
-    # Calibrated on the sample knowledge with the 45 labelled questions and 8 off-topic ones
-    # of tests/knowledge/questions.jsonl (`python bench/retrieval.py --calibrate`): the best
-    # relevant chunk scores 0.12-0.68 (p10 0.22, median 0.38), irrelevant chunks score a
-    # median 0.06 (p90 0.17, p99 0.28), an off-topic question's best chunk 0.12-0.21.
-    # 0.22 keeps no dense match for any off-topic question and 4% of irrelevant chunks,
-    # while hit@3 stays 44/45 (keyword search brings back the relevant chunks under it).
-    # The agency's 0.7 is for OpenAI vectors: with USE it would drop nearly everything.
-    default_threshold = 0.22
+    # The similarity floor of every passage, whichever search found it (docs/quality.md,
+    # "Retrieval"): on the sample knowledge and 150 labelled questions, the relevant
+    # document's best chunk scores 0.07-0.68 (p5 0.17, median 0.32), other chunks a median
+    # 0.05 (p90 0.16). At 0.15, 97% of relevant chunks pass and 11% of the others; recall@3
+    # of the whole search is as at 0.12, while 0.18 loses 5 points and 0.22 (the former
+    # floor, when keyword hits skipped it) 13.
+    default_threshold = 0.15
     batch_size = 64
     split_min = 16  # texts per worker below which a batch is not split
 
@@ -273,7 +272,11 @@ def _fast_tokenizer():
 class OpenAIEmbedder(Embedder):
     """Any OpenAI-compatible `/embeddings` endpoint (default: text-embedding-3-small, 1536)."""
 
-    default_threshold = 0.3
+    # text-embedding-3-small: its cosines run higher than USE's for related French text
+    # (related passages typically 0.3-0.6); not calibrated here (no access to the API from
+    # this project's machines): 0.25 leaves room under the usual 0.3 now that the floor also
+    # applies to keyword hits. Set COPINES_MATCH_THRESHOLD to change it.
+    default_threshold = 0.25
 
     def __init__(
         self,

@@ -43,14 +43,21 @@ class LocalReranker(Reranker):
     """Blends the dense similarity with how much of the question the passage covers.
 
     Fused search finds candidates that either mean or say the same thing; this
-    prefers those that do both, and rewards a heading that names the topic.
+    prefers those that do both, rewards a heading that names the topic, and a high place
+    in the keyword search's ranking (its bm25 sees rare words the coverage counts like any).
     """
 
     name = "local"
 
-    def __init__(self, lexical_weight: float = 0.25, heading_weight: float = 0.1):
+    def __init__(
+        self,
+        lexical_weight: float = 0.25,
+        heading_weight: float = 0.1,
+        keyword_weight: float = 0.05,
+    ):
         self.lexical_weight = lexical_weight
         self.heading_weight = heading_weight
+        self.keyword_weight = keyword_weight
 
     @staticmethod
     def _coverage(terms: set[str], text: str) -> float:
@@ -70,6 +77,8 @@ class LocalReranker(Reranker):
                 + self.lexical_weight * self._coverage(terms, passage.text)
                 + self.heading_weight * self._coverage(terms, passage.heading_path)
             )
+            if passage.keyword_rank is not None:
+                score += self.keyword_weight / (1 + passage.keyword_rank)
             scored.append(replace(passage, score=round(float(score), 4)))
         scored.sort(key=lambda p: p.score, reverse=True)
         return scored[:top_n]

@@ -1,7 +1,9 @@
 /* copines chat widget: one <script src=".../widget.js" defer data-...> tag adds it to a page.
  * data-api (default: where this script comes from), data-title, data-subtitle, data-greeting,
  * data-position ("right" | "left"), data-color, data-text-color, data-open ("true"),
- * data-privacy-url (the agency's policy; default: the service's setting).
+ * data-privacy-url (the agency's policy; default: the service's setting),
+ * data-chat-url (a JSON endpoint answering as POST /api/chat, e.g. the n8n workflow's webhook:
+ * messages go there, unstreamed, while history and feedback still come from data-api).
  * Everything lives in a Shadow DOM; nothing is loaded from anywhere else. */
 (function () {
   "use strict";
@@ -23,6 +25,7 @@
   var TEAM = { name: "L'équipe", initials: "EQ", color: "#6B7280", label: "équipe" };
   var ASSISTANT = { name: CONFIG.assistant.name, initials: CONFIG.assistant.initials, color: CONFIG.assistant.color, label: "assistante", icon: true };
   var PRIVACY_URL = data.privacyUrl || CONFIG.privacyUrl;
+  var CHAT_URL = data.chatUrl || "";
   var MAX_CHARS = CONFIG.maxChars;
   var HUMAN_REQUEST = "Je voudrais parler à une personne de l'équipe, s'il te plaît.";
   var SPARKLE = "M12 2l2.1 6.4L20.5 10l-6.4 2.1L12 18.5l-2.1-6.4L3.5 10l6.4-1.6zM19 15l.9 2.6 2.6.9-2.6.9L19 22l-.9-2.6-2.6-.9 2.6-.9z";
@@ -412,6 +415,14 @@
   function api(method, path, body) {
     return fetch(API + path, { method: method, headers: headers(!!body), body: body ? JSON.stringify(body) : undefined, credentials: "omit", mode: "cors" });
   }
+  // A message through data-chat-url: the token travels in the body, so the only header is the
+  // content type and the endpoint's CORS needs nothing more.
+  function postMessage(body) {
+    var payload = { message: body.message };
+    if (body.conversation_id) payload.conversation_id = body.conversation_id;
+    if (state.conversation && state.conversation.token) payload.token = state.conversation.token;
+    return fetch(CHAT_URL, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(payload), credentials: "omit", mode: "cors" });
+  }
   function refusal(response) {
     return response.json().catch(function () { return {}; }).then(function (j) {
       var text = typeof j.detail === "string" ? j.detail : (response.status === 429 ? T.limited : T.unreachable);
@@ -541,7 +552,8 @@
     return pump();
   }
 
-  // The one path a message takes to the service (the answer streamed as server-sent events).
+  // The one path a message takes to the service: the answer streamed as server-sent events, or,
+  // with data-chat-url, one JSON answer read as the stream's decision and done events.
   function send(text) {
     text = String(text || "").trim();
     if (!text || state.busy || state.blockedUntil) return;
@@ -571,13 +583,14 @@
       again.addEventListener("click", function () { again.remove(); send(text); });
       view.body.appendChild(again);
     }
-    return api("POST", "/api/chat/stream", body).then(function (response) {
+    var request = CHAT_URL ? postMessage(body) : api("POST", "/api/chat/stream", body);
+    return request.then(function (response) {
       if (response.status === 404 && body.conversation_id) {
         forget(); showNotice(T.lost); view.li.remove(); userLi.remove(); state.busy = false;
         return send(text);
       }
       if (!response.ok) return refusal(response).then(function (m) { undo(m.text, response.status !== 429, m.wait); done(); });
-      return readEvents(response, function (name, d) {
+      function handle(name, d) {
         if (name === "decision") {
           if (d.conversation_id && d.token) {
             state.conversation = { id: d.conversation_id, token: d.token };
@@ -607,10 +620,15 @@
           markdown(view.bubble, (raw ? raw + "\n\n" : "") + (d.message || T.interrupted));
           retryButton();
         }
-      }).then(function () {
+      }
+      function finish() {
         if (!finished && !failed) { view.bubble.classList.add("failed"); markdown(view.bubble, (raw ? raw + "\n\n" : "") + T.interrupted); retryButton(); }
         done();
-      });
+      }
+      if (CHAT_URL) {
+        return response.json().then(function (turn) { handle("decision", turn); handle("done", turn); }).then(finish);
+      }
+      return readEvents(response, handle).then(finish);
     }).catch(function () {
       if (!raw) undo(T.unreachable, true);
       else { view.bubble.classList.add("failed"); markdown(view.bubble, raw + "\n\n" + T.interrupted); retryButton(); }

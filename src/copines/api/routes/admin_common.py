@@ -15,6 +15,7 @@ from copines.admin.auth import SESSION_COOKIE, Session, admin_token, csrf_ok, re
 from copines.admin.turns import CONSOLE_TZ
 from copines.deps import Deps
 from copines.experts import ESCALATE, SHARED
+from copines.routing.decision import ASSISTANT
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent.parent / "templates"))
 
@@ -29,7 +30,12 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }
-OWNER_LABELS = {SHARED: "Commun", ESCALATE: "Équipe (escalade)", "inconnu": "Inconnu"}
+OWNER_LABELS = {
+    SHARED: "Commun",
+    ESCALATE: "Équipe (escalade)",
+    ASSISTANT: "Assistante (politesse)",
+    "inconnu": "Inconnu",
+}
 NEUTRAL = "#6b6375"
 
 

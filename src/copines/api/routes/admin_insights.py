@@ -24,6 +24,7 @@ from copines.api.routes.admin_common import (
 )
 from copines.deps import Deps
 from copines.experts import ESCALATE
+from copines.routing.decision import ASSISTANT
 
 router = APIRouter()
 PAGE_SIZE = 50
@@ -150,7 +151,7 @@ async def read_conversation(
 
 def _charts(deps: Deps, figures: Analytics) -> dict:
     labels = [d.strftime("%d/%m") for d in figures.days]
-    who = [*deps.experts, ESCALATE, UNKNOWN]
+    who = [*deps.experts, ASSISTANT, ESCALATE, UNKNOWN]
     series = [
         (
             owner_name(deps, w),

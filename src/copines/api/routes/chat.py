@@ -30,6 +30,7 @@ from copines.conversations import hash_token, open_conversation, start_conversat
 from copines.deps import Deps
 from copines.errors import InputError, StoreBusyError
 from copines.privacy import link_key
+from copines.routing import ASSISTANT
 from copines.store.base import Conversation
 
 log = logging.getLogger("copines.api")
@@ -178,8 +179,8 @@ def public_turn(result_public: dict[str, Any], opened: Opened, deps: Deps) -> di
     payload["conversation_id"] = opened.conversation_id
     payload["token"] = opened.new_token
     expert = deps.experts.get(payload.get("agent", ""))
-    if expert is None and payload.get("agent") == "escalate":
-        # A hand-off is the assistant's message: signed with her name, not the team's.
+    if expert is None and payload.get("agent") in ("escalate", ASSISTANT):
+        # Hand-offs and small talk are the assistant's messages: signed with her name.
         name = deps.settings.assistant_name
         payload.update(
             agent_name=name, label="assistante", color=ASSISTANT_COLOR, initials=initials_of(name)

@@ -20,26 +20,20 @@ from copines.api.schemas import (
 from copines.conversations import open_conversation
 from copines.deps import Deps
 from copines.privacy import link_key
+from copines.routing import ASSISTANT, ASSISTANT_COLOR
 from copines.store.base import Conversation, Message
+from copines.text import initials_of
 
 router = APIRouter(prefix="/api", tags=["conversations"])
 
 TEAM_NAME = "L'équipe"
 TEAM_COLOR = "#6B7280"
-ASSISTANT_COLOR = "#5B4B8A"
 NOT_FOUND = "Cette conversation est introuvable : recharge la page pour en commencer une nouvelle."
 BAD_EMAIL = "Cette adresse email ne semble pas valide : vérifie-la (exemple : prenom@domaine.fr)."
 EMAIL_RE = re.compile(r"^[^@\s<>,;\"]{1,64}@[^@\s<>,;\"]+\.[^@\s<>,;\"]{2,}$")
 NOT_FOUND_RESPONSE: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorPublic, "description": "Unknown conversation or wrong token."}
 }
-
-
-def initials_of(name: str) -> str:
-    words = [w for w in re.split(r"[\s'’-]+", name) if w]
-    if len(words) >= 2:
-        return (words[0][0] + words[1][0]).upper()
-    return name[:2].upper() or "?"
 
 
 def message_public(message: Message, deps: Deps) -> MessagePublic:
@@ -49,7 +43,7 @@ def message_public(message: Message, deps: Deps) -> MessagePublic:
     if message.role == "team":
         name = str(message.meta.get("author_name") or TEAM_NAME)
         color, initials, label = TEAM_COLOR, initials_of(name), "équipe"
-    elif message.role == "assistant" and message.agent == "escalate":
+    elif message.role == "assistant" and message.agent in ("escalate", ASSISTANT):
         name = deps.settings.assistant_name
         color, initials, label = ASSISTANT_COLOR, initials_of(name), "assistante"
     elif message.role == "assistant":
