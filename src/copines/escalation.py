@@ -102,7 +102,9 @@ def with_complaint(decision: Decision, message: str) -> Decision:
     """The decision, turned into a hand-off when the message is a complaint, a refund
     request or an insult (she gets an apology and a human, not an expert's advice)."""
     kind = complaint(message)
-    if not kind or (decision.escalated and handoff_reason(decision) in _KEEP):
+    # A refund request is a complaint even when a rule saw a payment problem: it gets the apology.
+    keep = _KEEP - {"payment"} if kind == "refund" else _KEEP
+    if not kind or (decision.escalated and handoff_reason(decision) in keep):
         return decision
     return replace(
         decision,
@@ -236,7 +238,10 @@ async def record_escalation(
 
 
 def webhook_payload(escalation: Escalation) -> dict[str, Any]:
+    """The escalation as JSON; `text` makes it a valid Slack incoming-webhook message as is."""
+    heading = "Nouvelle demande" if not escalation.merged else "Demande relancée"
     return {
+        "text": f"{heading} pour l'équipe ({escalation.reason}) : {escalation.brief[:1500]}",
         "event": "escalation",
         "escalation_id": escalation.id,
         "conversation_id": escalation.conversation_id,
