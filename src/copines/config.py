@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 OPENROUTER_URL = "https://openrouter.ai/api/v1"
@@ -224,15 +224,16 @@ class Settings(BaseSettings):
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
 
-    @field_validator("n8n_addresses")
+    @field_validator("n8n_addresses", "fetch_allow_networks")
     @classmethod
-    def _networks(cls, value: list[str]) -> list[str]:
+    def _networks(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        setting = f"COPINES_{(info.field_name or '').upper()}"
         for address in value:
             try:
-                ipaddress.ip_network(address, strict=False)
+                ipaddress.ip_network(address.strip(), strict=False)
             except ValueError as error:
                 raise ValueError(
-                    f"COPINES_N8N_ADDRESSES: {address!r} is not an IP address or network"
+                    f"{setting}: {address!r} is not an IP address or network"
                 ) from error
         return value
 
