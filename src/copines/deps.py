@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from copines.config import Settings
-from copines.experts import Expert, load_experts
+from copines.experts import Expert, load_experts, owner_choices
 from copines.knowledge.ingest import Ingester
 from copines.knowledge.ownership import OwnerTagger
+from copines.knowledge.parsing import ParseLimits
 from copines.knowledge.retrieval import Retriever
 from copines.privacy import PrivacyKeys, load_keys
 from copines.providers.chat import ChatClient
@@ -81,6 +82,7 @@ class Deps:
         experts = load_experts(settings.experts_dir)
         store = create_store(settings)
         await store.open()
+        await store.register_owners(owner_choices(experts))
         keys = await load_keys(store, settings)
         embedder = embedder or build_embedder(settings)
         reranker = build_reranker(settings)
@@ -102,7 +104,13 @@ class Deps:
         return cls(settings, experts, store, embedder, reranker, retriever, tagger, keys, chat=chat)
 
     def ingester(self) -> Ingester:
-        return Ingester(self.store, self.embedder, self.experts, self.tagger)
+        return Ingester(
+            self.store,
+            self.embedder,
+            self.experts,
+            self.tagger,
+            ParseLimits.from_settings(self.settings),
+        )
 
     async def aclose(self) -> None:
         if self.chat is not None:

@@ -120,6 +120,31 @@ def expert_messages(
                 {"role": "assistant", "content": f"[Réponse de l'équipe de l'agence] {m.content}"}
             )
         elif m.role == "assistant" and m.status == "ok":
-            messages.append({"role": "assistant", "content": m.content})
+            if m.agent and m.agent != expert.id:
+                # Another expert's answer: what she said, without the passages she quoted
+                # from her own base (they are not this expert's sources).
+                messages.append(
+                    {
+                        "role": "assistant",
+                        "content": f"[Réponse précédente d'une autre experte] {without_quotes(m.content)}",
+                    }
+                )
+            else:
+                messages.append({"role": "assistant", "content": m.content})
     messages.append({"role": "user", "content": message})
     return messages
+
+
+_SOURCES_HEADING = re.compile(r"^\W*(sources?|ressources?)\b.*$", re.IGNORECASE)
+
+
+def without_quotes(text: str) -> str:
+    """An answer without its quoted passages (`>` lines) and its list of sources."""
+    kept: list[str] = []
+    for line in text.splitlines():
+        if _SOURCES_HEADING.match(line.strip()):
+            break  # the sources list closes the answer
+        if line.lstrip().startswith(">"):
+            continue
+        kept.append(line)
+    return "\n".join(kept).strip()
