@@ -19,23 +19,6 @@ def _free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
-def outward_address() -> str | None:
-    """An IPv4 address of this machine on a network interface (not loopback), or None."""
-    import fcntl
-    import struct
-
-    for _, name in socket.if_nameindex():
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            try:
-                packed = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", name.encode()[:15]))
-            except OSError:  # SIOCGIFADDR: no IPv4 address on this interface
-                continue
-        address = socket.inet_ntoa(packed[20:24])
-        if not address.startswith("127."):
-            return address
-    return None
-
-
 class Inbox:
     """What the server accepted: one parsed EmailMessage per DATA, with its envelope."""
 
