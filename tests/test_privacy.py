@@ -9,13 +9,14 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from copines.cli import main
 from copines.config import get_settings
 from copines.conversations import start_conversation
-from copines.privacy import hash_ip, link_key, reopen_token, reopen_token_valid
+from copines.privacy import hash_ip, reopen_token, reopen_token_valid
 from copines.store import create_store
 from copines.store.base import Message
 from tests.api.live import live_server
@@ -73,19 +74,29 @@ def test_serve_purges_on_its_own(tmp_path: Path, embedder):
     assert asyncio.run(_exists(settings, recent))
 
 
-def test_ip_hashes_are_keyed_and_links_are_bound_to_one_conversation(tmp_path: Path):
-    one = make_settings(tmp_path, admin_token=SecretStr("a-long-console-token-1234"))
-    two = make_settings(tmp_path, admin_token=SecretStr("another-console-token-9876"))
-    own = make_settings(tmp_path, ip_hash_key=SecretStr("k" * 32))
+def test_ip_hashes_are_keyed_and_links_are_bound_to_one_conversation():
+    one, two = b"1" * 32, b"2" * 32
     hashed = hash_ip(one, "203.0.113.7")
     assert "203.0.113.7" not in hashed and hashed == hash_ip(one, "203.0.113.7")
-    assert hashed != hash_ip(two, "203.0.113.7") != hash_ip(own, "203.0.113.7")
+    assert hashed != hash_ip(two, "203.0.113.7")
     assert hashed != hash_ip(one, "203.0.113.8")
 
-    token = reopen_token(one, "conv-1")
-    assert reopen_token_valid(link_key(one), token, "conv-1")
-    assert not reopen_token_valid(link_key(one), token, "conv-2")
-    assert not reopen_token_valid(link_key(two), token, "conv-1")  # another service's key
-    expired = reopen_token(one, "conv-1", now=time.time() - 31 * 86400)
-    assert not reopen_token_valid(link_key(one), expired, "conv-1")
-    assert not reopen_token_valid(link_key(one), None, "conv-1")
+    token = reopen_token(one, "conv-1", days=30)
+    assert reopen_token_valid([one], token, "conv-1")
+    assert not reopen_token_valid([one], token, "conv-2")
+    assert not reopen_token_valid([two], token, "conv-1")  # another service's key
+    assert reopen_token_valid([two, one], token, "conv-1")  # one of the accepted keys
+    expired = reopen_token(one, "conv-1", days=30, now=time.time() - 31 * 86400)
+    assert not reopen_token_valid([one], expired, "conv-1")
+    assert not reopen_token_valid([one], None, "conv-1")
+    assert not reopen_token_valid([], token, "conv-1")
+
+
+@pytest.mark.parametrize("name", ["link_secret", "ip_hash_key", "link_secret_previous"])
+def test_an_empty_secret_means_unset_and_a_short_one_is_refused_by_name(tmp_path: Path, name: str):
+    assert getattr(make_settings(tmp_path, **{name: SecretStr("")}), name) is None
+    assert getattr(make_settings(tmp_path, **{name: "  "}), name) is None
+    with pytest.raises(ValidationError, match=f"COPINES_{name.upper()} is shorter than 16"):
+        make_settings(tmp_path, **{name: "short-secret"})
+    kept = make_settings(tmp_path, **{name: "s" * 16})
+    assert getattr(kept, name).get_secret_value() == "s" * 16

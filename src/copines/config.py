@@ -24,6 +24,8 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
     "text-embedding-3-small": (0.02, 0.0),
 }
 
+MIN_SECRET_CHARS = 16  # the link secret and the IP hash key, when set
+
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "admin", "token", "xxx", "test"}
 
 
@@ -125,23 +127,30 @@ class Settings(BaseSettings):
     escalation_webhook: str | None = None
     # Email: replies of the team to visitors who left an address, and each new hand-off to the
     # team (smtp://user:password@host:port, or smtps:// for implicit TLS; starttls by default
-    # on port 587). Without it, nothing is sent by email.
+    # on port 587, required with a password unless the host is this machine). Without it,
+    # nothing is sent by email.
     smtp_url: SecretStr | None = None
     smtp_from: str = "L'Agence des Copines <bonjour@lagencedescopines.com>"
     smtp_timeout: float = 10.0
+    smtp_attempts: int = Field(3, ge=1)  # a reply's email, while the server is down or busy
+    smtp_retry_delay: float = 5.0  # seconds before the second attempt, doubled each time
     team_email: str | None = None  # who is told of each new hand-off
     console_url: str = "http://localhost:8000/admin"  # the console, as the team reaches it
     # Where a reply's link reopens the conversation: a page of the site that embeds the widget.
     site_url: str = "http://localhost:8000/"
     reply_link_days: int = 30  # how long that link opens the conversation
     # Privacy: the agency's policy (linked from the widget), how long conversations are kept
-    # after their last message, how often `copines serve` purges older ones, and the key of
-    # the hash that replaces visitors' IP addresses (derived from the admin token when unset).
+    # after their last message, how often `copines serve` purges older ones. The key of the
+    # hash that replaces visitors' IP addresses and the secret that signs reply links: when
+    # unset, generated on the first start and kept in the store (docs/privacy.md); at least
+    # MIN_SECRET_CHARS characters when set. The previous link secret is still accepted while
+    # the links it signed expire.
     privacy_url: str = "https://lagencedescopines.com/confidentialite"
     retention_days: int = 365
     purge_interval_hours: float = 24.0
     ip_hash_key: SecretStr | None = None
-    link_secret: SecretStr | None = None  # signs reply links; derived from the admin token too
+    link_secret: SecretStr | None = None
+    link_secret_previous: SecretStr | None = None
     assistant_name: str = "Lou"  # signs the automatic messages (hand-offs), labelled "assistante"
     log_message_text: bool = False
     # Local router: the calibrated confidence from which it decides without the orchestrator
@@ -223,6 +232,33 @@ class Settings(BaseSettings):
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("ip_hash_key", "link_secret", "link_secret_previous", mode="before")
+    @classmethod
+    def _key(cls, value: object, info: ValidationInfo) -> object:
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            return None  # empty means unset: the stored key is used, never an empty one
+        if isinstance(raw, str) and len(raw) < MIN_SECRET_CHARS:
+            name = f"COPINES_{(info.field_name or '').upper()}"
+            raise ValueError(
+                f"{name} is shorter than {MIN_SECRET_CHARS} characters: use a long random "
+                "value (python -c 'import secrets; print(secrets.token_urlsafe(32))'), or unset it"
+            )
+        return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        scheme = value.get_secret_value().split("://", 1)[0]
+        if scheme not in ("smtp", "smtps"):
+            raise ValueError(
+                "COPINES_SMTP_URL: use smtp://user:password@host:587 (STARTTLS, required with "
+                "a password unless the host is this machine) or smtps://user:password@host:465"
+            )
+        return value
 
     @field_validator("n8n_addresses", "fetch_allow_networks")
     @classmethod

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import secrets
 import uuid
+from collections.abc import Sequence
 
 from copines.privacy import reopen_token_valid
 from copines.store.base import Conversation, Store
@@ -24,10 +25,13 @@ async def start_conversation(store: Store) -> tuple[Conversation, str]:
 
 
 async def open_conversation(
-    store: Store, conversation_id: str, token: str | None, link_key: bytes | None = None
+    store: Store,
+    conversation_id: str,
+    token: str | None,
+    link_keys: Sequence[bytes] = (),
 ) -> Conversation | None:
-    """The conversation if `token` is its token, or (with `link_key`) an unexpired reopen
-    credential from a reply's email; None otherwise (unknown id or wrong token)."""
+    """The conversation if `token` is its token, or an unexpired reopen credential from a
+    reply's email signed by one of `link_keys`; None otherwise (unknown id or wrong token)."""
     if not token or not conversation_id or len(conversation_id) > 64:
         return None
     conversation = await store.get_conversation(conversation_id)
@@ -35,6 +39,6 @@ async def open_conversation(
         return None
     if hmac.compare_digest(conversation.token_hash, hash_token(token)):
         return conversation
-    if link_key is not None and reopen_token_valid(link_key, token, conversation_id):
+    if link_keys and reopen_token_valid(link_keys, token, conversation_id):
         return conversation
     return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from copines.config import Settings
 from copines.experts import Expert, load_experts, owner_choices
@@ -11,6 +12,7 @@ from copines.knowledge.ingest import Ingester
 from copines.knowledge.ownership import OwnerTagger
 from copines.knowledge.parsing import ParseLimits
 from copines.knowledge.retrieval import Retriever
+from copines.privacy import PrivacyKeys, load_keys
 from copines.providers.chat import ChatClient
 from copines.providers.embeddings import Embedder, build_embedder
 from copines.providers.rerank import Reranker, build_reranker
@@ -43,6 +45,25 @@ def describe_parts(settings: Settings) -> list[str]:
     return lines
 
 
+def email_link_warnings(settings: Settings) -> list[str]:
+    """With email on, the links it carries must reach the public site and console: a URL
+    still on this machine would send visitors and the team to nowhere."""
+    if not settings.smtp_url:
+        return []
+    warnings = []
+    for name, url in (
+        ("COPINES_SITE_URL", settings.site_url),
+        ("COPINES_CONSOLE_URL", settings.console_url),
+    ):
+        host = (urlsplit(url).hostname or "").lower()
+        if host in ("localhost", "::1") or host.startswith("127.") or host.endswith(".localhost"):
+            warnings.append(
+                f"email is on (COPINES_SMTP_URL) but {name} is {url}: the links in the emails "
+                f"lead to this machine; set {name} to its public address"
+            )
+    return warnings
+
+
 @dataclass
 class Deps:
     settings: Settings
@@ -52,6 +73,7 @@ class Deps:
     reranker: Reranker
     retriever: Retriever
     tagger: OwnerTagger
+    keys: PrivacyKeys
     chat: ChatClient | None = None  # None: no model configured, the offline responder answers
 
     @classmethod
@@ -61,6 +83,7 @@ class Deps:
         store = create_store(settings)
         await store.open()
         await store.register_owners(owner_choices(experts))
+        keys = await load_keys(store, settings)
         embedder = embedder or build_embedder(settings)
         reranker = build_reranker(settings)
         retriever = Retriever(
@@ -76,7 +99,9 @@ class Deps:
         chat = ChatClient.from_settings(settings) if settings.llm_enabled else None
         for line in describe_parts(settings):
             log.info("%s", line)
-        return cls(settings, experts, store, embedder, reranker, retriever, tagger, chat=chat)
+        for warning in email_link_warnings(settings):
+            log.warning("%s", warning)
+        return cls(settings, experts, store, embedder, reranker, retriever, tagger, keys, chat=chat)
 
     def ingester(self) -> Ingester:
         return Ingester(

@@ -10,43 +10,65 @@ import hmac
 import logging
 import secrets
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+
+from pydantic import SecretStr
 
 from copines.config import Settings
 from copines.store.base import Store
 
 log = logging.getLogger("copines.privacy")
 
-# Without a configured secret (nor an admin token to derive one from), a random key for this
-# process: hashes and links then hold until it restarts, and only within one worker.
-_PROCESS_KEY = secrets.token_bytes(32)
+# The `meta` rows that hold the keys generated on first start, when the settings name none.
+LINK_SECRET_META = "secret:link"
+IP_KEY_META = "secret:ip"
 
 
-def _key(settings: Settings, purpose: str, own: str | None) -> bytes:
-    secret = own
-    if secret is None and settings.admin_token is not None:
-        secret = settings.admin_token.get_secret_value() or None
-    if secret is None:
-        return hmac.new(_PROCESS_KEY, purpose.encode(), hashlib.sha256).digest()
+@dataclass(frozen=True)
+class PrivacyKeys:
+    """The keys that sign reply links and hash visitors' addresses, resolved once at start-up.
+
+    `link` signs new links; `link_accepted` also holds the previous secret during a rotation.
+    """
+
+    link: bytes
+    link_accepted: tuple[bytes, ...]
+    ip: bytes
+
+
+def _derive(secret: str, purpose: str) -> bytes:
     return hmac.new(
         secret.encode("utf-8"), f"copines-{purpose}-v1".encode(), hashlib.sha256
     ).digest()
 
 
-def ip_key(settings: Settings) -> bytes:
-    own = settings.ip_hash_key
-    return _key(settings, "ip", own.get_secret_value() if own is not None else None)
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
 
 
-def link_key(settings: Settings) -> bytes:
-    own = settings.link_secret
-    return _key(settings, "link", own.get_secret_value() if own is not None else None)
+async def load_keys(store: Store, settings: Settings) -> PrivacyKeys:
+    """The configured secrets, or ones generated on the first start and kept in the store
+    (shared by every worker and kept across restarts, independent of the admin token)."""
+    link_secret = _secret(settings.link_secret) or await store.meta_setdefault(
+        LINK_SECRET_META, secrets.token_urlsafe(32)
+    )
+    ip_secret = _secret(settings.ip_hash_key) or await store.meta_setdefault(
+        IP_KEY_META, secrets.token_urlsafe(32)
+    )
+    link = _derive(link_secret, "link")
+    accepted = [link]
+    previous = _secret(settings.link_secret_previous)
+    if previous:
+        accepted.append(_derive(previous, "link"))
+    return PrivacyKeys(link=link, link_accepted=tuple(accepted), ip=_derive(ip_secret, "ip"))
 
 
-def hash_ip(settings: Settings, ip: str) -> str:
+def hash_ip(key: bytes, ip: str) -> str:
     """The form in which a visitor's address is kept (rate-limit keys): a keyed hash, so that
     the address cannot be read back or found by hashing every address."""
-    return hmac.new(ip_key(settings), ip.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+    return hmac.new(key, ip.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
 
 
 def _sign(key: bytes, conversation_id: str, expires: str) -> str:
@@ -54,32 +76,36 @@ def _sign(key: bytes, conversation_id: str, expires: str) -> str:
     return base64.urlsafe_b64encode(mac).decode("ascii").rstrip("=")
 
 
-def reopen_token(settings: Settings, conversation_id: str, now: float | None = None) -> str:
-    """A signed, expiring credential for one conversation (what a reply's link carries)."""
-    expires = str(int((now or time.time()) + settings.reply_link_days * 86400))
-    return f"{conversation_id}.{expires}.{_sign(link_key(settings), conversation_id, expires)}"
+def reopen_token(key: bytes, conversation_id: str, days: int, now: float | None = None) -> str:
+    """A signed credential for one conversation, valid `days` days (what a reply's link carries)."""
+    expires = str(int((now or time.time()) + days * 86400))
+    return f"{conversation_id}.{expires}.{_sign(key, conversation_id, expires)}"
 
 
-def reopen_link(settings: Settings, conversation_id: str) -> str:
+def reopen_link(settings: Settings, key: bytes, conversation_id: str) -> str:
     """The page of the site with the widget, and the credential in its fragment (a fragment
     is never sent to the site's server, so it stays out of its logs)."""
     base = settings.site_url.split("#", 1)[0]
-    return f"{base}#copines={reopen_token(settings, conversation_id)}"
+    token = reopen_token(key, conversation_id, settings.reply_link_days)
+    return f"{base}#copines={token}"
 
 
 def reopen_token_valid(
-    key: bytes, token: str | None, conversation_id: str, now: float | None = None
+    keys: Sequence[bytes], token: str | None, conversation_id: str, now: float | None = None
 ) -> bool:
-    """True when `token` is an unexpired reopen credential for this conversation."""
+    """True when `token` is an unexpired reopen credential for this conversation, signed by
+    one of `keys`."""
     if not token or len(token) > 200:
         return False
     parts = token.rsplit(".", 2)
     if len(parts) != 3 or parts[0] != conversation_id or not parts[1].isdigit():
         return False
-    expected = _sign(key, conversation_id, parts[1])
-    if not hmac.compare_digest(parts[2].encode("ascii", "replace"), expected.encode("ascii")):
-        return False
-    return int(parts[1]) >= (now or time.time())
+    given = parts[2].encode("ascii", "replace")
+    signed = False
+    for key in keys:
+        expected = _sign(key, conversation_id, parts[1]).encode("ascii")
+        signed = hmac.compare_digest(given, expected) or signed
+    return signed and int(parts[1]) >= (now or time.time())
 
 
 def retention_cutoff(settings: Settings, now: datetime | None = None) -> datetime:

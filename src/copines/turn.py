@@ -9,6 +9,7 @@ drained at shutdown.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -50,6 +51,7 @@ log = logging.getLogger("copines.turn")
 
 TEAM_NAME = "L'équipe"
 TEAM_COLOR = "#6B7280"
+DELETED = "Cette conversation a été supprimée : sa réponse n'est pas enregistrée."
 APOLOGY = (
     "Oups, je n'ai pas réussi à te répondre cette fois-ci : le service qui rédige les réponses "
     "ne répond pas. Ton message est bien enregistré. Réessaie dans un instant, ou demande à "
@@ -198,7 +200,7 @@ class TurnRunner:
         self.background = Background()
         self.webhook = WebhookNotifier(settings.escalation_webhook)
         self.stopping = False  # set by begin_shutdown: new turns are refused
-        self.mailer = Mailer(settings)
+        self.mailer = Mailer(settings, deps.keys.link)
 
     async def prepare(self) -> None:
         """Load the router and embed the experts' exemplars before the first visitor's turn."""
@@ -629,10 +631,14 @@ class TurnRunner:
             timings_ms=dict(turn.timings),
             meta=meta,
         )
-        message_id = await self._store_answer(answer, lambda i: self._after_answer(turn, i))
+        try:
+            message_id = await self._store_answer(answer, lambda i: self._after_answer(turn, i))
+            if message_id is not None:
+                await self._after_answer(turn, message_id)
+        except NotFoundError:
+            # She deleted the conversation while its answer was written: nothing more is kept.
+            message_id, error = None, DELETED
         turn.stored = True
-        if message_id is not None:
-            await self._after_answer(turn, message_id)
         return TurnResult(
             conversation_id=turn.conversation_id,
             message_id=message_id,
@@ -718,9 +724,13 @@ class TurnRunner:
     async def _store_later(self, answer: Message, then: Any = None) -> None:
         """The queued write: tried again until the lock goes (at most an hour), then what
         follows it (`then(message_id)`)."""
-        message_id = await self._when_free(
-            lambda: self.deps.store.add_message(answer), seconds=3600
-        )
+        try:
+            message_id = await self._when_free(
+                lambda: self.deps.store.add_message(answer), seconds=3600
+            )
+        except NotFoundError:
+            log.info("queued answer of conversation %s dropped: deleted", answer.conversation_id)
+            return
         log.info("queued answer of conversation %s stored", answer.conversation_id)
         if then is not None:
             await then(message_id)
@@ -731,6 +741,12 @@ class TurnRunner:
         decision = turn.decision
         shown = "".join(turn.shown)
         cause = "shutdown" if self.stopping else "client_left"
+        with contextlib.suppress(NotFoundError):  # deleted meanwhile: nothing to keep
+            await self._store_interrupted(turn, decision, shown, cause)
+
+    async def _store_interrupted(
+        self, turn: _Turn, decision: Decision | None, shown: str, cause: str
+    ) -> None:
         await self._when_free(
             lambda: self.deps.store.add_message(
                 Message(

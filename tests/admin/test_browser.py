@@ -173,7 +173,7 @@ async def _seed_for_pictures(settings, embedder) -> None:
 
 SHOTS = [
     ("escalations", "/admin/escalations"),
-    ("privacy", "/admin/privacy?email=marie%40exemple.fr"),
+    ("privacy", None),  # a search by email (a form posted, never a URL)
     ("escalation", None),  # the newest open escalation
     ("conversations", "/admin/conversations"),
     ("conversation", None),  # its conversation, details open
@@ -217,6 +217,12 @@ def test_screenshots(browser, settings, embedder, tmp_path):
                 if name == "escalation":
                     page.goto(f"{server.url}/admin/escalations")
                     page.click("text=Ouvrir et répondre >> nth=0")
+                elif name == "privacy":
+                    page.goto(f"{server.url}/admin/privacy")
+                    page.fill("#email", "marie@exemple.fr")
+                    page.click("text=Chercher")
+                    page.wait_for_load_state()
+                    assert "marie" not in page.url
                 elif name == "conversation":
                     page.click("a[href^='/admin/conversations/']")
                     page.wait_for_load_state()

@@ -21,14 +21,27 @@ async def test_a_visitors_data_is_found_by_email_exported_and_deleted(admin, adm
         Message(mine[1], "team", "Bonjour !", meta={"author": "team", "author_name": "Sophie"})
     )
 
-    page = await admin.get("/admin/privacy", params={"email": "marie@exemple.fr"})
+    # By POST with the session's CSRF token: the email never lands in a URL (access logs,
+    # history, Referer).
+    csrf = await csrf_of(admin, "/admin/privacy")
+    assert (
+        await admin.post("/admin/privacy", data={"email": "marie@exemple.fr"})
+    ).status_code == 403
+    in_url = await admin.get("/admin/privacy", params={"email": "marie@exemple.fr"})
+    assert "conversations pour" not in in_url.text
+    page = await admin.post(
+        "/admin/privacy", data={"email": "marie@exemple.fr", "csrf_token": csrf}
+    )
     assert page.status_code == 200
+    assert "privacy/export?" not in page.text and "?email=" not in page.text
     assert "2 conversations pour" in page.text
     for conversation in mine:
         assert f"/admin/conversations/{conversation}" in page.text
     assert seeded.conversations["reels"] not in page.text
 
-    exported = await admin.get("/admin/privacy/export", params={"email": "marie@exemple.fr"})
+    exported = await admin.post(
+        "/admin/privacy/export", data={"email": "marie@exemple.fr", "csrf_token": csrf}
+    )
     assert exported.status_code == 200
     assert "attachment" in exported.headers["content-disposition"]
     data = json.loads(exported.text)
@@ -46,7 +59,6 @@ async def test_a_visitors_data_is_found_by_email_exported_and_deleted(admin, adm
     # Deleting needs the session's CSRF token.
     refused = await admin.post("/admin/privacy/delete", data={"email": EMAIL})
     assert refused.status_code == 403
-    csrf = await csrf_of(admin, "/admin/privacy")
     done = await admin.post("/admin/privacy/delete", data={"email": EMAIL, "csrf_token": csrf})
     assert done.status_code == 303 and done.headers["location"].endswith("msg=erased")
     for conversation in mine:

@@ -3,15 +3,28 @@ and in the real Redis (shared by two app instances)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 
 import httpx
 import pytest
 
 from copines.api.ratelimit import MemoryLimiter, Rule
-from copines.privacy import hash_ip
+from copines.privacy import hash_ip, load_keys, reopen_token
+from copines.store import create_store
 
 LIMITED = {"rate_per_minute": 3, "rate_per_day_ip": 100, "rate_new_conversations_per_hour": 50}
+
+
+async def _ip_key(settings) -> bytes:
+    async with create_store(settings) as store:
+        return (await load_keys(store, settings)).ip
+
+
+async def _link_key(settings) -> bytes:
+    async with create_store(settings) as store:
+        return (await load_keys(store, settings)).link
 
 
 def send(url: str, message: str = "Bonjour, une question ?", turn: dict | None = None, ip=None):
@@ -84,6 +97,27 @@ def test_the_token_limit_holds_across_addresses(serve, api_settings):
         assert send(server.url, ip="203.0.113.5").status_code == 200
 
 
+def test_reply_links_share_the_conversation_limit_with_her_token(serve, api_settings):
+    # Each reply's link is another credential of the same conversation: none brings a fresh
+    # budget, whatever the address it comes from.
+    settings = api_settings(trust_forwarded_for=True, **LIMITED)
+    with serve(settings) as server:
+        turn = send(server.url, ip="203.0.113.1").json()
+        key = asyncio.run(_link_key(settings))
+        cid = turn["conversation_id"]
+        links = [
+            {"conversation_id": cid, "token": reopen_token(key, cid, days=30, now=time.time() - i)}
+            for i in range(3)
+        ]
+        assert send(server.url, turn=links[0], ip="203.0.113.2").status_code == 200
+        assert send(server.url, turn=links[1], ip="203.0.113.3").status_code == 200
+        assert_limited(send(server.url, turn=links[2], ip="203.0.113.4"))
+        assert_limited(send(server.url, turn=turn, ip="203.0.113.5"))
+        # A wrong credential is still a 404 (and counted against its address only).
+        wrong = {"conversation_id": cid, "token": "x" * 40}
+        assert send(server.url, turn=wrong, ip="203.0.113.6").status_code == 404
+
+
 async def test_refused_hits_are_not_counted():
     now = [0.0]
     limiter = MemoryLimiter(clock=lambda: now[0])
@@ -139,7 +173,7 @@ def test_redis_limits_are_shared_by_two_app_instances(serve, api_settings, redis
         assert all(0 < client.pttl(k) <= 86_400_000 for k in keys)
         # The address is kept only as its keyed hash, never in clear.
         assert not any("127.0.0.1" in k for k in keys), keys
-        assert any(hash_ip(settings, "127.0.0.1") in k for k in keys), keys
+        assert any(hash_ip(asyncio.run(_ip_key(settings)), "127.0.0.1") in k for k in keys), keys
     finally:
         client.close()
 

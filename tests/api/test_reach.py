@@ -4,13 +4,14 @@ new hand-off; her deleting the conversation."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 
 import httpx
 import pytest
 
-from copines.privacy import reopen_token
+from copines.privacy import load_keys, reopen_token
 from copines.store import create_store
 from tests.admin.conftest import AUTHOR, CSRF_RE, TOKEN, sign_in
 
@@ -32,6 +33,11 @@ def reach_settings(api_settings, smtp_server):
 
 def _link_of(body: str) -> str:
     return re.search(r"https://lagencedescopines\.test/contact#copines=(\S+)", body).group(1)
+
+
+async def _link_key(settings) -> bytes:
+    async with create_store(settings) as store:
+        return (await load_keys(store, settings)).link
 
 
 async def _open_escalations(settings) -> list:
@@ -131,7 +137,8 @@ async def test_the_team_reply_reaches_her_by_email_with_a_link_that_reopens_it(
             ).status_code
             == 404
         )
-        old = reopen_token(reach_settings, cid, now=time.time() - 40 * 86400)
+        key = await _link_key(reach_settings)
+        old = reopen_token(key, cid, days=30, now=time.time() - 40 * 86400)
         assert (
             http.get(f"/api/conversations/{cid}", headers={"X-Conversation-Token": old}).status_code
             == 404
@@ -157,8 +164,146 @@ async def test_the_team_reply_reaches_her_by_email_with_a_link_that_reopens_it(
         assert not [e for e in await _open_escalations(reach_settings) if e.conversation_id == cid]
 
 
+@pytest.mark.parametrize(
+    "address", ["a:b@c.fr", "x@[127.0.0.1].fr", "a)@b.fr", "marie@exemple..fr", "m\x00@exemple.fr"]
+)
+def test_an_address_smtp_would_refuse_gets_a_french_422_and_keeps_none(
+    client: httpx.Client, address: str
+):
+    turn = client.post("/api/chat", json={"message": "Bonjour"}).json()
+    cid, mine = turn["conversation_id"], {"X-Conversation-Token": turn["token"]}
+    refused = client.post(f"/api/conversations/{cid}/email", json={"email": address}, headers=mine)
+    assert refused.status_code == 422 and "adresse email" in refused.json()["detail"]
+    assert client.get(f"/api/conversations/{cid}", headers=mine).json().get("email") is None
+    kept = client.post(
+        f"/api/conversations/{cid}/email", json={"email": "Marie@Exemple.FR"}, headers=mine
+    )
+    assert kept.status_code == 204
+
+
 def test_the_favicon_is_served(client: httpx.Client):
     icon = client.get("/favicon.ico")
     assert icon.status_code == 200
     assert icon.headers["content-type"].startswith("image/svg+xml")
     assert icon.text.startswith("<svg")
+
+
+def test_a_password_never_crosses_the_network_without_tls(tmp_path, caplog, monkeypatch):
+    """Over the network (not loopback), a server that offers no STARTTLS gets no password and
+    no email: a man in the middle cannot strip STARTTLS to read it. On loopback it may. The
+    server stays on loopback (tests reach nothing else); the mailer is told it is remote."""
+    import asyncio
+
+    import copines.mail
+    from copines.mail import Mailer
+    from tests.conftest import make_settings
+    from tests.fakes.smtp import SMTPServer
+
+    with SMTPServer(plain_auth=True) as server:
+        url = f"smtp://copines:s3cret-pass@127.0.0.1:{server.port}"
+        with monkeypatch.context() as remote:
+            remote.setattr(copines.mail, "_loopback", lambda host: False)
+            mailer = Mailer(make_settings(tmp_path, smtp_url=url), b"k" * 32)
+            with caplog.at_level("ERROR", logger="copines.mail"):
+                sent = asyncio.run(mailer.send(VISITOR, "Objet", "Texte"))
+        assert not sent and server.passwords == [] and server.inbox.messages == []
+        assert "COPINES_SMTP_URL" in caplog.text and "s3cret-pass" not in caplog.text
+        mailer = Mailer(make_settings(tmp_path, smtp_url=url), b"k" * 32)
+        assert asyncio.run(mailer.send(VISITOR, "Objet", "Texte"))
+        assert server.passwords == [b"s3cret-pass"]
+
+
+def test_an_smtp_url_of_another_scheme_is_refused_by_name(tmp_path):
+    from pydantic import ValidationError
+
+    from tests.conftest import make_settings
+
+    with pytest.raises(ValidationError, match="COPINES_SMTP_URL"):
+        make_settings(tmp_path, smtp_url="http://mail.exemple.fr")
+    assert make_settings(tmp_path, smtp_url="").smtp_url is None
+
+
+async def _console_reply(server, cid: str, text: str) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as console:
+        assert (await sign_in(console)).status_code == 303
+        page = await console.get(f"/admin/conversations/{cid}")
+        csrf = CSRF_RE.search(page.text).group(1)
+        return await console.post(
+            f"/admin/conversations/{cid}/reply", data={"csrf_token": csrf, "content": text}
+        )
+
+
+async def _console_page(server, cid: str) -> str:
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as console:
+        assert (await sign_in(console)).status_code == 303
+        return (await console.get(f"/admin/conversations/{cid}")).text
+
+
+async def _email_state(settings, cid: str, timeout: float = 15.0) -> tuple[list, str]:
+    """The team's messages of `cid`, once the email of the last one is no longer pending."""
+    deadline = time.monotonic() + timeout
+    while True:
+        async with create_store(settings) as store:
+            team = [m for m in await store.get_messages(cid) if m.role == "team"]
+        state = team[-1].meta.get("email") if team else None
+        if state != "pending" or time.monotonic() > deadline:
+            return team, state
+        await asyncio.sleep(0.1)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_with_smtp_down_the_reply_is_kept_once_and_the_console_shows_the_failure(
+    serve, api_settings, caplog
+):
+    settings = api_settings(
+        smtp_url=f"smtp://127.0.0.1:{_free_port()}",  # nothing listens there
+        admin_token=TOKEN,
+        smtp_attempts=3,
+        smtp_retry_delay=0.05,
+    )
+    with serve(settings) as server, httpx.Client(base_url=server.url, timeout=30) as http:
+        turn = http.post("/api/chat", json={"message": "Bonjour"}).json()
+        cid, mine = turn["conversation_id"], {"X-Conversation-Token": turn["token"]}
+        assert (
+            http.post(
+                f"/api/conversations/{cid}/email", json={"email": VISITOR}, headers=mine
+            ).status_code
+            == 204
+        )
+        reply = await _console_reply(server, cid, "On te rappelle demain.")
+        assert reply.status_code == 303 and "msg=replied-email" in reply.headers["location"]
+        team, state = await _email_state(settings, cid)
+        assert state == "failed" and [m.content for m in team] == ["On te rappelle demain."]
+        assert "email non envoyé" in await _console_page(server, cid)
+
+
+async def test_a_stored_address_smtp_cannot_take_fails_the_email_not_the_reply(
+    serve, reach_settings, smtp_server
+):
+    with serve(reach_settings) as server, httpx.Client(base_url=server.url, timeout=30) as http:
+        turn = http.post("/api/chat", json={"message": "Bonjour"}).json()
+        cid = turn["conversation_id"]
+        # An address kept before the stricter check (aiosmtplib raises ValueError on it).
+        async with create_store(reach_settings) as store:
+            await store.set_conversation_email(cid, "marie@exemple..fr")
+        reply = await _console_reply(server, cid, "Voici notre réponse.")
+        assert reply.status_code == 303
+        team, state = await _email_state(reach_settings, cid)
+        assert state == "failed" and [m.content for m in team] == ["Voici notre réponse."]
+        assert smtp_server.inbox.messages == [] or all(
+            "marie@exemple..fr" not in rcpt for _, rcpt, _ in smtp_server.inbox.messages
+        )
+        # A good address afterwards: sent, and shown as sent.
+        async with create_store(reach_settings) as store:
+            await store.set_conversation_email(cid, VISITOR)
+        assert (await _console_reply(server, cid, "Et encore un mot.")).status_code == 303
+        smtp_server.inbox.wait_for(VISITOR)
+        _, state = await _email_state(reach_settings, cid)
+        assert state == "sent" and "email envoyé" in await _console_page(server, cid)

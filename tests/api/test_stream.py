@@ -198,3 +198,40 @@ def test_a_visitor_who_leaves_mid_answer_loses_nothing(model_server: LiveServer,
         timeout=30,
     )
     assert again.status_code == 200
+
+
+def test_deleting_the_conversation_while_its_answer_streams_ends_the_turn_cleanly(
+    model_server: LiveServer, fake: FakeChat
+):
+    fake.default("expert", Reply(ANSWER, chunk_delay=0.1, chunk_words=2))
+    with (
+        httpx.Client(timeout=30) as http,
+        http.stream("POST", f"{model_server.url}/api/chat/stream", json={"message": QUESTION}) as r,
+    ):
+        assert r.status_code == 200
+        decision = None
+        lines = []
+        for line in r.iter_lines():
+            lines.append(line)
+            if line.startswith("data:") and decision is None:
+                decision = json.loads(line[5:])
+                # She deletes her conversation from another tab while the answer is written.
+                gone = http.delete(
+                    f"{model_server.url}/api/conversations/{decision['conversation_id']}",
+                    headers={"X-Conversation-Token": decision["token"]},
+                )
+                assert gone.status_code == 204
+        body = "\n".join(lines)
+    events = read_events(httpx.Response(200, text=body + "\n\n"))
+    names = [name for name, _ in events]
+    assert names[-1] == "done", names  # the stream ends as every stream does
+    assert "supprimée" in dict(events)["done"]["error"]
+    # Nothing of it was written back: the conversation stays deleted.
+    after = httpx.get(
+        f"{model_server.url}/api/conversations/{decision['conversation_id']}",
+        headers={"X-Conversation-Token": decision["token"]},
+    )
+    assert after.status_code == 404
+    assert (
+        httpx.post(f"{model_server.url}/api/chat", json={"message": "Bonjour"}).status_code == 200
+    )

@@ -141,6 +141,11 @@ def test_the_team_reply_reaches_her_by_email_and_its_link_reopens_the_conversati
     try:
         phone = elsewhere.new_page()
         phone.goto(link)
+        # A browser without a conversation shows whose it is before opening it.
+        ask_box = phone.locator("copines-chat .confirm.linkask")
+        ask_box.locator("li", has_text="jeudi à 10 h").wait_for(timeout=10_000)
+        assert VISITOR in ask_box.text_content()
+        ask_box.get_by_role("button", name="Oui, c'est la mienne : l'ouvrir").click()
         phone.locator("copines-chat .msg.team", has_text="jeudi à 10 h").wait_for(timeout=10_000)
         assert "copines=" not in phone.url  # the credential left the address bar
         ask(phone, "Jeudi 10 h c'est parfait, merci !")
@@ -155,6 +160,67 @@ def test_the_team_reply_reaches_her_by_email_and_its_link_reopens_the_conversati
     finally:
         elsewhere.close()
     assert not outside, outside
+
+
+def link_to(host_site, settings, conversation_id: str, n: int) -> str:
+    """A reply's link to `conversation_id`, as the email carries it (`n` makes each URL new,
+    so that the page loads again instead of only changing its fragment)."""
+    from copines.privacy import load_keys, reopen_token
+
+    keys = in_store(settings, lambda store: load_keys(store, settings))
+    token = reopen_token(keys.link, conversation_id, days=30)
+    return f"{host_site.origin}/cabinet.html?n={n}#copines={token}"
+
+
+def test_a_reply_link_keeps_her_token_and_never_swaps_her_conversation_unasked(
+    page, mail_site, host_site
+):
+    server, settings = mail_site
+    embed(page, host_site, server)
+    page.locator("copines-chat .launcher").click()
+    ask(page, "Ma question à moi sur Instagram")
+    last_answer(page).locator(".tools").wait_for(timeout=20_000)
+    mine = conversation_of(page)
+    assert "." not in mine["token"]  # her own, permanent token
+
+    # Her own reply's link: the conversation stays, and so does her permanent token.
+    page.goto(link_to(host_site, settings, mine["id"], 1))
+    page.locator("copines-chat .notice", has_text="Voici ta conversation").wait_for()
+    assert conversation_of(page)["token"] == mine["token"]
+    assert not page.locator("copines-chat .confirm.linkask").is_visible()
+    page.locator("copines-chat .msg.user", has_text="Ma question à moi").wait_for()
+
+    # Someone else's genuine link (his own conversation): shown first, opened only if she says.
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        other = http.post("/api/chat", json={"message": "Je suis Paul, mon tunnel plante"}).json()
+        saved = http.post(
+            f"/api/conversations/{other['conversation_id']}/email",
+            json={"email": "paul@pirate.test"},
+            headers={"X-Conversation-Token": other["token"]},
+        )
+        assert saved.status_code == 204
+    page.goto(link_to(host_site, settings, other["conversation_id"], 2))
+    box = page.locator("copines-chat .confirm.linkask")
+    box.locator("li", has_text="Je suis Paul").wait_for(timeout=10_000)
+    assert "autre conversation" in box.text_content()
+    assert "paul@pirate.test" in box.text_content()
+    assert conversation_of(page)["id"] == mine["id"]  # nothing switched yet
+    box.get_by_role("button", name="Non, garder la mienne").click()
+    assert not box.is_visible()
+    assert conversation_of(page) == mine
+    page.locator("copines-chat .msg.user", has_text="Ma question à moi").wait_for()
+    assert not page.locator("copines-chat .msg", has_text="Je suis Paul").count()
+
+    # Opened anyway: her conversation is kept aside, one click away.
+    page.goto(link_to(host_site, settings, other["conversation_id"], 3))
+    box.locator("li", has_text="Je suis Paul").wait_for(timeout=10_000)
+    box.get_by_role("button", name="Oui, c'est la mienne : l'ouvrir").click()
+    page.locator("copines-chat .msg.user", has_text="Je suis Paul").wait_for()
+    assert conversation_of(page)["id"] == other["conversation_id"]
+    page.get_by_role("button", name="Revenir à ma conversation précédente").click()
+    page.locator("copines-chat .msg.user", has_text="Ma question à moi").wait_for()
+    assert conversation_of(page) == mine
+    assert not page.locator("copines-chat .msg", has_text="Je suis Paul").count()
 
 
 def test_a_new_conversation_then_deleting_it(page, site, site_settings):

@@ -10,11 +10,12 @@ import time
 from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 
-def _free_port() -> int:
+def _free_port(host: str) -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
@@ -47,16 +48,27 @@ class Inbox:
 
 
 class SMTPServer:
-    """aiosmtpd on 127.0.0.1 in its own thread; `url` is what COPINES_SMTP_URL takes."""
+    """aiosmtpd in its own thread (on 127.0.0.1 unless told); `url` is what COPINES_SMTP_URL
+    takes. It offers no STARTTLS; with `plain_auth`, it takes AUTH without TLS and keeps the
+    passwords it was sent in `passwords` (what a man in the middle would read)."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1", plain_auth: bool = False) -> None:
         self.inbox = Inbox()
-        self.port = _free_port()
-        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
+        self.host = host
+        self.port = _free_port(host)
+        self.passwords: list[bytes] = []
+        options: dict = {}
+        if plain_auth:
+            options = {"auth_require_tls": False, "authenticator": self._authenticate}
+        self.controller = Controller(self.inbox, hostname=host, port=self.port, **options)
+
+    def _authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
+        self.passwords.append(bytes(auth_data.password))
+        return AuthResult(success=True)
 
     @property
     def url(self) -> str:
-        return f"smtp://127.0.0.1:{self.port}"
+        return f"smtp://{self.host}:{self.port}"
 
     def __enter__(self) -> SMTPServer:
         self.controller.start()

@@ -103,3 +103,34 @@ async def test_email_deletion_and_purge(store):
     assert await store.purge_conversations(datetime.now(UTC) + timedelta(seconds=1)) == 1
     assert await store.get_conversation(kept.id) is None
     assert await store.get_messages(kept.id) == []
+
+
+async def test_the_link_and_ip_keys_are_generated_once_and_outlive_the_admin_token(store, settings):
+    from pydantic import SecretStr
+
+    from copines.conversations import open_conversation
+    from copines.privacy import load_keys, reopen_token
+
+    first = await load_keys(store, settings.model_copy(update={"admin_token": SecretStr("a" * 24)}))
+    rotated = await load_keys(
+        store, settings.model_copy(update={"admin_token": SecretStr("b" * 24)})
+    )
+    assert first == rotated  # rotating the console's token leaves every reply link valid
+    assert first.link != first.ip
+    conversation, _ = await start_conversation(store)
+    link = reopen_token(first.link, conversation.id, days=30)
+    assert await open_conversation(store, conversation.id, link, rotated.link_accepted)
+
+    # The operator sets her own secret and keeps the stored one as the previous: links signed
+    # before the rotation still open, new ones are signed with the new secret.
+    own = settings.model_copy(
+        update={"link_secret": SecretStr("n" * 32), "link_secret_previous": None}
+    )
+    without_previous = await load_keys(store, own)
+    assert not await open_conversation(store, conversation.id, link, without_previous.link_accepted)
+    stored = await store.meta_setdefault("secret:link", "unused")
+    rotating = await load_keys(
+        store, own.model_copy(update={"link_secret_previous": SecretStr(stored)})
+    )
+    assert await open_conversation(store, conversation.id, link, rotating.link_accepted)
+    assert rotating.link != first.link

@@ -73,7 +73,7 @@ def visitor_address(request: Request, settings: Settings) -> str:
 async def client_ip(request: Request) -> str:
     """The visitor's address as it may be kept (rate-limit keys): a keyed hash, never in clear."""
     settings: Settings = request.app.state.settings
-    return hash_ip(settings, visitor_address(request, settings))
+    return hash_ip(request.app.state.deps.keys.ip, visitor_address(request, settings))
 
 
 DepsDep = Annotated[Deps, Depends(get_deps)]

@@ -159,7 +159,7 @@ MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
 
 
 class ChatLimits:
-    """The chat's rules, from Settings: per conversation token and per client IP."""
+    """The chat's rules, from Settings: per conversation and per client IP."""
 
     def __init__(self, settings: Settings, limiter: Limiter):
         self.settings = settings
@@ -181,10 +181,10 @@ class ChatLimits:
         s = self.settings
         return Rule("ip_new_conversations", f"ip:{ip}:new", s.rate_new_conversations_per_hour, HOUR)
 
-    async def count_new_token(self, token_key: str) -> None:
-        """Count the message that created a conversation against its new token."""
+    async def count_new_conversation(self, conversation_id: str) -> None:
+        """Count the message that created a conversation against that conversation."""
         rule = Rule(
-            "conversation_minute", f"cv:{token_key}:m", self.settings.rate_per_minute, MINUTE
+            "conversation_minute", f"cv:{conversation_id}:m", self.settings.rate_per_minute, MINUTE
         )
         await self.limiter.acquire([rule])
 

@@ -283,6 +283,11 @@ class Store(ABC):
     async def session_revoked(self, nonce: str) -> bool:
         """True when the console session `nonce` was closed before its expiry."""
 
+    @abstractmethod
+    async def meta_setdefault(self, key: str, value: str) -> str:
+        """The `meta` row `key`, written with `value` first if absent (the first writer wins
+        when several processes start at once)."""
+
     # Knowledge -----------------------------------------------------------------------
     async def register_owners(self, owners: list[str]) -> None:  # noqa: B027 - optional
         """Record the owners a document may have (the experts' ids and 'shared'), for stores
@@ -423,6 +428,10 @@ class Store(ABC):
     @abstractmethod
     async def get_message(self, message_id: int) -> Message | None:
         """One message by id."""
+
+    @abstractmethod
+    async def update_message_meta(self, message_id: int, values: dict[str, Any]) -> None:
+        """Set these keys of a message's meta, keeping the others (nothing if it is gone)."""
 
     @abstractmethod
     async def messages_between(

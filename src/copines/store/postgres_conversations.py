@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -26,6 +28,16 @@ from copines.store.base import (
 
 ANOTHER_OPEN = "this conversation already has an open escalation: handle that one instead"
 _dumps = partial(json.dumps, ensure_ascii=False, default=str)
+
+
+@contextmanager
+def _conversation_needed(conversation_id: str) -> Iterator[None]:
+    """A write that needs its conversation: NotFoundError once it is deleted (as when she
+    deletes it while its answer is being written)."""
+    try:
+        yield
+    except psycopg.errors.ForeignKeyViolation as exc:
+        raise NotFoundError(f"no conversation {conversation_id}") from exc
 
 
 def _json(value: Any) -> Jsonb:
@@ -96,6 +108,17 @@ class ConversationsMixin:
                 )
             ).fetchone()
         return row is not None
+
+    async def meta_setdefault(self, key: str, value: str) -> str:
+        async with self._conn() as conn:
+            await conn.execute(
+                "INSERT INTO copines.meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING",
+                (key, value),
+            )
+            row = await (
+                await conn.execute("SELECT value FROM copines.meta WHERE key = %s", (key,))
+            ).fetchone()
+        return row["value"]
 
     async def set_conversation_expert(self, conversation_id: str, expert: str | None) -> None:
         async with self._conn() as conn:
@@ -169,35 +192,36 @@ class ConversationsMixin:
 
     async def add_message(self, message: Message) -> int:
         # The message and the conversation's updated_at in one statement (one round trip).
-        async with self._conn() as conn:
-            row = await (
-                await conn.execute(
-                    "WITH m AS (INSERT INTO copines.messages (conversation_id, role, content, "
-                    "status, agent, confidence, router, sources, model, prompt_tokens, "
-                    "completion_tokens, cost_usd, timings, meta) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                    "RETURNING id, conversation_id, created_at), "
-                    "v AS (UPDATE copines.conversations v SET updated_at = m.created_at "
-                    "FROM m WHERE v.id = m.conversation_id) "
-                    "SELECT id, created_at FROM m",
-                    (
-                        message.conversation_id,
-                        message.role,
-                        message.content,
-                        message.status,
-                        message.agent,
-                        message.confidence,
-                        message.router,
-                        _json(message.sources),
-                        message.model,
-                        message.prompt_tokens,
-                        message.completion_tokens,
-                        message.cost_usd,
-                        _json(message.timings_ms),
-                        _json(message.meta),
-                    ),
-                )
-            ).fetchone()
+        with _conversation_needed(message.conversation_id):
+            async with self._conn() as conn:
+                row = await (
+                    await conn.execute(
+                        "WITH m AS (INSERT INTO copines.messages (conversation_id, role, content, "
+                        "status, agent, confidence, router, sources, model, prompt_tokens, "
+                        "completion_tokens, cost_usd, timings, meta) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                        "RETURNING id, conversation_id, created_at), "
+                        "v AS (UPDATE copines.conversations v SET updated_at = m.created_at "
+                        "FROM m WHERE v.id = m.conversation_id) "
+                        "SELECT id, created_at FROM m",
+                        (
+                            message.conversation_id,
+                            message.role,
+                            message.content,
+                            message.status,
+                            message.agent,
+                            message.confidence,
+                            message.router,
+                            _json(message.sources),
+                            message.model,
+                            message.prompt_tokens,
+                            message.completion_tokens,
+                            message.cost_usd,
+                            _json(message.timings_ms),
+                            _json(message.meta),
+                        ),
+                    )
+                ).fetchone()
         message.id = int(row["id"])
         message.created_at = _utc(row["created_at"])
         return message.id
@@ -222,6 +246,13 @@ class ConversationsMixin:
             ).fetchone()
         return self._message(row) if row else None
 
+    async def update_message_meta(self, message_id: int, values: dict[str, Any]) -> None:
+        async with self._conn() as conn:
+            await conn.execute(
+                "UPDATE copines.messages SET meta = meta || %s WHERE id = %s",
+                (_json(values), message_id),
+            )
+
     async def messages_between(
         self, since: datetime | None = None, until: datetime | None = None
     ) -> list[Message]:
@@ -242,31 +273,32 @@ class ConversationsMixin:
         return escalation_from_row(row, _same, _utc)
 
     async def add_escalation(self, escalation: Escalation) -> int:
-        async with self._conn() as conn:
-            row = await (
-                await conn.execute(
-                    "INSERT INTO copines.escalations AS e (conversation_id, message_id, reason, "
-                    "primary_need, brief, closest_expert, status, meta) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, 'open', %s) "
-                    "ON CONFLICT (conversation_id) WHERE status = 'open' DO UPDATE SET "
-                    "message_id = EXCLUDED.message_id, reason = EXCLUDED.reason, "
-                    "primary_need = EXCLUDED.primary_need, brief = EXCLUDED.brief, "
-                    "closest_expert = EXCLUDED.closest_expert, "
-                    "meta = EXCLUDED.meta || jsonb_build_object('handoffs', "
-                    "coalesce((e.meta->>'handoffs')::int, 1) + 1), "
-                    "updated_at = clock_timestamp() "
-                    "RETURNING id, (xmax <> 0) AS merged",
-                    (
-                        escalation.conversation_id,
-                        escalation.message_id,
-                        escalation.reason,
-                        escalation.primary_need,
-                        escalation.brief,
-                        escalation.closest_expert,
-                        _json(escalation.meta),
-                    ),
-                )
-            ).fetchone()
+        with _conversation_needed(escalation.conversation_id):
+            async with self._conn() as conn:
+                row = await (
+                    await conn.execute(
+                        "INSERT INTO copines.escalations AS e (conversation_id, message_id, reason, "
+                        "primary_need, brief, closest_expert, status, meta) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, 'open', %s) "
+                        "ON CONFLICT (conversation_id) WHERE status = 'open' DO UPDATE SET "
+                        "message_id = EXCLUDED.message_id, reason = EXCLUDED.reason, "
+                        "primary_need = EXCLUDED.primary_need, brief = EXCLUDED.brief, "
+                        "closest_expert = EXCLUDED.closest_expert, "
+                        "meta = EXCLUDED.meta || jsonb_build_object('handoffs', "
+                        "coalesce((e.meta->>'handoffs')::int, 1) + 1), "
+                        "updated_at = clock_timestamp() "
+                        "RETURNING id, (xmax <> 0) AS merged",
+                        (
+                            escalation.conversation_id,
+                            escalation.message_id,
+                            escalation.reason,
+                            escalation.primary_need,
+                            escalation.brief,
+                            escalation.closest_expert,
+                            _json(escalation.meta),
+                        ),
+                    )
+                ).fetchone()
         escalation.id, escalation.merged = int(row["id"]), bool(row["merged"])
         escalation.status = "open"
         return escalation.id

@@ -332,6 +332,14 @@ class SQLiteStore(SQLiteConversations, SQLiteSources, Store):
             inline=True,
         )
 
+    async def meta_setdefault(self, key: str, value: str) -> str:
+        def write(db: sqlite3.Connection) -> str:
+            with self._tx(db):
+                db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))
+                return db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
+
+        return await self._run(write)
+
     # Knowledge -----------------------------------------------------------------------
     @staticmethod
     def _bump(db: sqlite3.Connection) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +30,18 @@ def _now() -> str:
 
 def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
+
+
+@contextmanager
+def _conversation_needed(conversation_id: str) -> Iterator[None]:
+    """A write that needs its conversation: NotFoundError once it is deleted (as when she
+    deletes it while its answer is being written)."""
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        if "FOREIGN KEY" not in str(exc):
+            raise
+        raise NotFoundError(f"no conversation {conversation_id}") from exc
 
 
 class SQLiteConversations:
@@ -173,7 +187,8 @@ class SQLiteConversations:
             message.created_at = _dt(now)
             return message.id
 
-        return await self._run(write, inline=True, write=message.conversation_id)
+        with _conversation_needed(message.conversation_id):
+            return await self._run(write, inline=True, write=message.conversation_id)
 
     async def get_messages(
         self, conversation_id: str, limit: int | None = None, after_id: int | None = None
@@ -209,6 +224,16 @@ class SQLiteConversations:
             return self._message(row) if row else None
 
         return await self._run(read, inline=True)
+
+    async def update_message_meta(self, message_id: int, values: dict[str, Any]) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            with self._tx(db):
+                db.execute(
+                    "UPDATE messages SET meta = json_patch(meta, ?) WHERE id = ?",
+                    (json.dumps(values, ensure_ascii=False, default=str), message_id),
+                )
+
+        await self._run(write)
 
     # Escalations and feedback --------------------------------------------------------
     @staticmethod
@@ -246,7 +271,8 @@ class SQLiteConversations:
             escalation.status = "open"
             return escalation.id
 
-        return await self._run(write)
+        with _conversation_needed(escalation.conversation_id):
+            return await self._run(write)
 
     async def list_escalations(self, status: str | None = "open") -> list[Escalation]:
         def read(db: sqlite3.Connection) -> list[Escalation]:

@@ -22,6 +22,7 @@
   var POSITION = data.position === "left" ? "left" : "right";
   var STORE_KEY = "copines:conversation:" + API;
   var OPEN_KEY = "copines:open:" + API;
+  var PREVIOUS_KEY = "copines:previous:" + API; // the one a reply link replaced, to go back to
   var TEAM = { name: "L'équipe", initials: "EQ", color: "#6B7280", label: "équipe" };
   var ASSISTANT = { name: CONFIG.assistant.name, initials: CONFIG.assistant.initials, color: CONFIG.assistant.color, label: "assistante", icon: true };
   var PRIVACY_URL = data.privacyUrl || CONFIG.privacyUrl;
@@ -84,6 +85,18 @@
     whySend: "Envoyer",
     whyThanks: "Merci, c'est transmis à l'équipe.",
     reopened: "Voici ta conversation avec L'Agence des Copines.",
+    linkLabel: "Ouvrir la conversation de ce lien ?",
+    linkAskOther: "Ce lien ouvre une autre conversation que celle de cet appareil. Vérifie que c'est bien la tienne avant d'écrire :",
+    linkAskNew: "Ce lien ouvre une conversation avec L'Agence des Copines. Vérifie que c'est bien la tienne avant d'écrire :",
+    linkEmail: function (e) { return "Les réponses de cette conversation partent à " + e + "."; },
+    linkEmpty: "Cette conversation ne contient encore aucun message.",
+    linkOpen: "Oui, c'est la mienne : l'ouvrir",
+    linkKeepMine: "Non, garder la mienne",
+    linkDecline: "Non, ne pas l'ouvrir",
+    linkDead: "Ce lien a expiré, ou sa conversation a été supprimée : il n'ouvre plus rien.",
+    linkKept: "D'accord : on garde ta conversation.",
+    visitor: "Visiteuse",
+    previous: "Revenir à ma conversation précédente",
     newTitle: function (n) { return "(" + n + ") Nouveau message · " + PAGE_TITLE; },
   };
 
@@ -200,6 +213,14 @@
   var confirmNo = el("button", { type: "button", class: "secondary" }, [T.cancel]);
   var confirmBox = el("div", { class: "confirm", role: "alertdialog", "aria-label": T.eraseLabel, hidden: true }, [el("p", { text: T.eraseAsk }), el("div", { class: "row" }, [confirmYes, confirmNo])]);
 
+  var linkText = el("p");
+  var linkPreview = el("ul", { class: "preview" });
+  var linkYes = el("button", { type: "button", class: "secondary" }, [T.linkOpen]);
+  var linkNo = el("button", { type: "button", class: "secondary" }, [T.linkKeepMine]);
+  var linkBox = el("div", { class: "confirm linkask", role: "alertdialog", "aria-label": T.linkLabel, hidden: true },
+    [linkText, linkPreview, el("div", { class: "row" }, [linkYes, linkNo])]);
+  var previousBtn = el("button", { type: "button", class: "link previous", hidden: true }, [T.previous]);
+
   var log = el("div", { class: "log", role: "log", "aria-live": "polite", "aria-label": T.log, tabindex: "0" });
   var suggestions = el("div", { class: "suggestions", hidden: true }, [el("p", { text: T.suggestions })]);
   EXPERTS.forEach(function (e) {
@@ -229,7 +250,7 @@
   var form = el("form", { class: "composer" }, [el("label", { class: "sr", for: "copines-input", text: T.input }), input, sendBtn]);
   var legal = el("p", { class: "legal" }, [T.legal + " ", el("a", { href: PRIVACY_URL, target: "_blank", rel: "noopener noreferrer", text: T.privacyLink })]);
   var panel = el("section", { class: "panel", id: "copines-panel", role: "dialog", "aria-labelledby": titleId, hidden: true },
-    [head, actions, notice, confirmBox, log, suggestions, emailForm, privacy, counter, form, legal]);
+    [head, actions, notice, confirmBox, linkBox, previousBtn, log, suggestions, emailForm, privacy, counter, form, legal]);
   root.appendChild(panel);
   root.appendChild(launcher);
   shadow.appendChild(root);
@@ -679,22 +700,79 @@
   confirmNo.addEventListener("click", function () { confirmBox.hidden = true; eraseBtn.focus(); });
   confirmYes.addEventListener("click", erase);
 
-  // A reply's email links here with "#copines=<signed credential>": this device joins the
-  // conversation (the credential expires; the link is taken out of the address bar).
+  // A reply's email links here with "#copines=<signed credential>" (taken out of the address bar
+  // at once). For the conversation this browser already holds, its own permanent token is kept.
+  // Any other conversation is shown first (its first messages, where its replies go) and opened
+  // only if she says it is hers: a link someone else sent must not slip her into his
+  // conversation, nor lose hers, which stays one click away.
   function reopenFromLink() {
     var m = /(?:^#|&)copines=([A-Za-z0-9_.-]+)/.exec(location.hash || "");
     if (!m) return false;
-    var id = m[1].split(".")[0];
-    state.conversation = { id: id, token: m[1], handoff: true };
-    remember();
     try { history.replaceState(null, "", location.pathname + location.search); } catch (e) { /* sandboxed page */ }
-    showNotice(T.reopened);
+    var token = m[1], id = token.split(".")[0];
+    var mine = state.conversation;
+    if (mine && mine.id === id) {
+      // A visitor's own token never holds a dot; a link's does, and a newer link lasts longer.
+      if (!mine.token || mine.token.indexOf(".") >= 0) { mine.token = token; remember(); }
+      showNotice(T.reopened);
+      return true;
+    }
+    fetch(API + "/api/conversations/" + encodeURIComponent(id), { headers: { "X-Conversation-Token": token }, credentials: "omit", mode: "cors" })
+      .then(function (r) {
+        if (!r.ok) { showNotice(T.linkDead, true); return; }
+        return r.json().then(function (j) { askLink({ id: id, token: token, handoff: true, email: j.email || null }, j, mine); });
+      })
+      .catch(function () { showNotice(T.unreachable, true); });
     return true;
   }
+  function askLink(candidate, found, mine) {
+    linkText.textContent = mine ? T.linkAskOther : T.linkAskNew;
+    linkNo.textContent = mine ? T.linkKeepMine : T.linkDecline;
+    var shown = (found.messages || []).filter(function (m) { return m.content; }).slice(0, 3);
+    linkPreview.replaceChildren.apply(linkPreview, shown.map(function (m) {
+      var who = m.role === "user" ? T.visitor : speaker(m).name;
+      var text = m.content.length > 160 ? m.content.slice(0, 159) + "…" : m.content;
+      return el("li", {}, [el("strong", { text: who + " : " }), text]);
+    }));
+    if (!shown.length) linkPreview.appendChild(el("li", { text: T.linkEmpty }));
+    if (found.email) linkPreview.appendChild(el("li", { class: "email", text: T.linkEmail(found.email) }));
+    linkBox.hidden = false;
+    linkNo.focus();
+    linkYes.onclick = function () {
+      linkBox.hidden = true;
+      if (mine) save(PREVIOUS_KEY, mine, localStorage);
+      switchTo(candidate);
+      showNotice(T.reopened);
+    };
+    linkNo.onclick = function () {
+      linkBox.hidden = true;
+      showNotice(mine ? T.linkKept : "");
+      input.focus();
+    };
+  }
+  function switchTo(conversation) {
+    state.conversation = conversation; state.restored = false;
+    remember(); clearLog(); emailInput.value = ""; showEmailState(); showPrevious();
+    restore().then(function () { refreshSuggestions(); scrollDown(); });
+    schedulePoll();
+  }
+  function showPrevious() {
+    var before = load(PREVIOUS_KEY, localStorage);
+    previousBtn.hidden = !(before && before.id && (!state.conversation || before.id !== state.conversation.id));
+  }
+  previousBtn.addEventListener("click", function () {
+    var before = load(PREVIOUS_KEY, localStorage);
+    if (!before) return;
+    save(PREVIOUS_KEY, state.conversation, localStorage); // the two can be swapped back
+    switchTo(before);
+    showNotice("");
+    input.focus();
+  });
 
   function mount() {
     document.body.appendChild(host);
     refreshComposer();
+    showPrevious();
     if (reopenFromLink() || data.open === "true" || load(OPEN_KEY, sessionStorage)) setOpen(true, false);
     else if (state.conversation) { restore(); schedulePoll(); }
   }

@@ -39,7 +39,7 @@ from copines.api.routes.admin_common import (
     valid_id,
 )
 from copines.errors import CopinesError, InputError, NotFoundError
-from copines.mail import Mailer
+from copines.mail import Mailer, deliver_reply
 from copines.store.base import Escalation, Message
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -332,18 +332,28 @@ async def create_team_reply(
         if escalation is None or escalation.conversation_id != conversation_id:
             raise HTTPException(status_code=404, detail="escalade introuvable")
         meta["escalation_id"] = escalation_id
+    mailer = Mailer(deps.settings, deps.keys.link)
+    emailed = bool(conversation.email) and mailer.enabled
+    if emailed:
+        meta["email"] = "pending"  # then "sent" or "failed", once the background send ends
     message_id = await deps.store.add_message(
         Message(conversation_id=conversation_id, role="team", content=text, meta=meta)
     )
     if escalation_id is not None and handled:
         await deps.store.set_escalation_status(escalation_id, "handled")
     msg = "replied"
-    if conversation.email:
-        mailer = Mailer(deps.settings)
-        sent = mailer.enabled and await mailer.send_reply(
-            conversation.email, conversation_id, author, text
+    if emailed:
+        # In the background: a slow or unreachable SMTP server never holds the console, and
+        # the reply, already stored, is never sent twice because the page failed.
+        request.app.state.turns.background.spawn(
+            deliver_reply(
+                deps.store, mailer, message_id, conversation.email, conversation_id, author, text
+            ),
+            name="reply-email",
         )
-        msg = "replied-email" if sent else "replied-no-email"
+        msg = "replied-email"
+    elif conversation.email:
+        msg = "replied-no-email"
     # Back at the new message, not at the top of the page.
     return RedirectResponse(f"{back}?msg={msg}#m{message_id}", status_code=303)
 

@@ -179,9 +179,10 @@ def owner_color(deps: Deps, owner: str | None) -> str:
 NOTICES = {
     "replied": "Réponse envoyée : la visiteuse la voit dans le widget (elle n'a pas laissé "
     "d'email).",
-    "replied-email": "Réponse envoyée : la visiteuse la voit dans le widget et la reçoit par "
-    "email, avec un lien pour reprendre la conversation.",
-    "replied-no-email": "Réponse enregistrée dans le widget, mais l'email n'a pas pu partir : "
+    "replied-email": "Réponse envoyée : la visiteuse la voit dans le widget ; l'email, avec un "
+    "lien pour reprendre la conversation, part en arrière-plan (son état s'affiche sous la "
+    "réponse : recharger la page).",
+    "replied-no-email": "Réponse enregistrée dans le widget, mais aucun email ne peut partir : "
     "vérifiez COPINES_SMTP_URL.",
     "open-elsewhere": "Cette conversation a déjà une escalade ouverte : traitez celle-là.",
     "erased": "Conversation supprimée avec ses messages, escalades, avis et email.",

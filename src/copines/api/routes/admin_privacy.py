@@ -74,11 +74,25 @@ def _download(payload: Any, name: str) -> Response:
     )
 
 
+# The visitor's email travels in form bodies only, never in a URL: URLs end up in access logs,
+# the browser's history and Referer headers.
 @router.get("/privacy")
-async def read_privacy(request: Request, deps: DepsDep, session: PageSession, email: str = ""):
+async def read_privacy(request: Request, deps: DepsDep, session: PageSession):
+    """The search form."""
+    return _privacy_page(request, deps, session, "", [])
+
+
+@router.post("/privacy")
+async def search_privacy(
+    request: Request, deps: DepsDep, session: FormSession, email: Annotated[str, Form()] = ""
+):
     """Find a visitor's conversations by the email she left."""
     email = email.strip()[:254]
     found = await deps.store.conversations_by_email(email) if email else []
+    return _privacy_page(request, deps, session, email, found)
+
+
+def _privacy_page(request: Request, deps: DepsDep, session, email: str, found: list):
     return render(
         request,
         "admin/privacy.html",
@@ -90,8 +104,8 @@ async def read_privacy(request: Request, deps: DepsDep, session: PageSession, em
     )
 
 
-@router.get("/privacy/export")
-async def export_by_email(deps: DepsDep, session: PageSession, email: str):
+@router.post("/privacy/export")
+async def export_by_email(deps: DepsDep, session: FormSession, email: Annotated[str, Form()] = ""):
     """Every conversation of that email, as one JSON file."""
     found = await deps.store.conversations_by_email(email.strip()[:254])
     payload = {

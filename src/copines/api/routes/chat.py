@@ -26,10 +26,9 @@ from copines.api.guards import clean_message
 from copines.api.metrics import Metrics
 from copines.api.routes.conversations import ASSISTANT_COLOR, initials_of
 from copines.api.schemas import ChatCreate, ChatPublic, ErrorPublic, ValidationErrorPublic
-from copines.conversations import hash_token, open_conversation, start_conversation
+from copines.conversations import open_conversation, start_conversation
 from copines.deps import Deps
 from copines.errors import InputError, StoreBusyError
-from copines.privacy import link_key
 from copines.routing import ASSISTANT
 from copines.store.base import Conversation
 
@@ -108,8 +107,16 @@ async def _open_turn(
     token = header_token or body.token
     if body.conversation_id and not token:
         raise HTTPException(404, detail=NOT_FOUND)
-    token_key = hash_token(token)[:24] if body.conversation_id and token else None
-    refusal = await limits.check_message(ip, token_key, new_conversation=not body.conversation_id)
+    conversation: Conversation | None = None
+    if body.conversation_id:
+        # Opened first, so that the conversation's limit is keyed by the conversation itself:
+        # every credential of it (her token, each reply link) shares one budget.
+        conversation = await open_conversation(
+            deps.store, body.conversation_id, token, deps.keys.link_accepted
+        )
+    refusal = await limits.check_message(
+        ip, conversation.id if conversation else None, new_conversation=not body.conversation_id
+    )
     if refusal is not None:
         metrics.rate_limited.labels(rule=refusal.rule.name).inc()
         raise HTTPException(
@@ -118,15 +125,12 @@ async def _open_turn(
             headers={"Retry-After": refusal.retry_after_header},
         )
     if body.conversation_id:
-        conversation = await open_conversation(
-            deps.store, body.conversation_id, token, link_key(deps.settings)
-        )
         if conversation is None:
             raise HTTPException(404, detail=NOT_FOUND)
         return Opened(conversation.id, message, None, conversation)
     conversation, new_token = await start_conversation(deps.store)
-    # The first message counts against the new token too, like every later one.
-    await limits.count_new_token(hash_token(new_token)[:24])
+    # The first message counts against the new conversation too, like every later one.
+    await limits.count_new_conversation(conversation.id)
     return Opened(conversation.id, message, new_token, conversation)
 
 

@@ -3,7 +3,6 @@ for the team's replies, delete it."""
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response
@@ -19,7 +18,7 @@ from copines.api.schemas import (
 )
 from copines.conversations import open_conversation
 from copines.deps import Deps
-from copines.privacy import link_key
+from copines.emails import normalize_email
 from copines.routing import ASSISTANT, ASSISTANT_COLOR
 from copines.store.base import Conversation, Message
 from copines.text import initials_of
@@ -30,7 +29,6 @@ TEAM_NAME = "L'équipe"
 TEAM_COLOR = "#6B7280"
 NOT_FOUND = "Cette conversation est introuvable : recharge la page pour en commencer une nouvelle."
 BAD_EMAIL = "Cette adresse email ne semble pas valide : vérifie-la (exemple : prenom@domaine.fr)."
-EMAIL_RE = re.compile(r"^[^@\s<>,;\"]{1,64}@[^@\s<>,;\"]+\.[^@\s<>,;\"]{2,}$")
 NOT_FOUND_RESPONSE: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorPublic, "description": "Unknown conversation or wrong token."}
 }
@@ -68,7 +66,7 @@ def message_public(message: Message, deps: Deps) -> MessagePublic:
 
 async def visitor_conversation(deps: Deps, conversation_id: str, token: str | None) -> Conversation:
     conversation = await open_conversation(
-        deps.store, conversation_id, token, link_key(deps.settings)
+        deps.store, conversation_id, token, deps.keys.link_accepted
     )
     if conversation is None:
         raise HTTPException(404, detail=NOT_FOUND)
@@ -116,9 +114,10 @@ async def update_conversation_email(
     """Leave an email to receive the team's replies (an empty one removes it)."""
     conversation = await visitor_conversation(deps, conversation_id, x_conversation_token)
     email = body.email.strip()
-    if email and not EMAIL_RE.match(email):
+    normalized = normalize_email(email) if email else None
+    if email and normalized is None:
         raise HTTPException(422, detail=BAD_EMAIL)
-    await deps.store.set_conversation_email(conversation.id, email or None)
+    await deps.store.set_conversation_email(conversation.id, normalized)
     return Response(status_code=204)
 
 

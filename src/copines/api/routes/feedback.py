@@ -12,7 +12,6 @@ from copines.api.schemas import (
     ValidationErrorPublic,
 )
 from copines.conversations import open_conversation
-from copines.privacy import link_key
 from copines.store.base import Feedback
 
 router = APIRouter(prefix="/api", tags=["feedback"])
@@ -36,7 +35,7 @@ async def create_feedback(
     """Rate one answer of your conversation (a second rating replaces the first)."""
     token = x_conversation_token or body.token
     conversation = await open_conversation(
-        deps.store, body.conversation_id, token, link_key(deps.settings)
+        deps.store, body.conversation_id, token, deps.keys.link_accepted
     )
     if conversation is None:
         raise HTTPException(404, detail=NOT_FOUND)
