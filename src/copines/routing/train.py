@@ -248,7 +248,14 @@ async def train(
         outcome = offline_outcome(model, md, dev_rows, model.temperature)
         correct = outcome["predicted"] == outcome["expected"]
         kept = ~outcome["safety"]
-        model.alone = pick_alone(outcome["confidence"][kept], correct[kept])
+        # The safety rules' own decisions (right when the message was for a human) count in
+        # the precision of what the router decides alone.
+        rules_right = outcome["final"][~kept] == outcome["expected"][~kept]
+        model.alone = pick_alone(
+            outcome["confidence"][kept],
+            correct[kept],
+            already=(int(rules_right.sum()), int((~kept).sum())),
+        )
         ece, _ = expected_calibration_error(outcome["confidence"][kept], correct[kept])
         model.info = {
             "seed": seed,
