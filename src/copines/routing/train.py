@@ -91,7 +91,8 @@ def matrices(
     from copines.routing.features import expert_features
 
     experts = [c for c in classes if c != ASSISTANT and not c.startswith(ESCALATE)]
-    x = np.stack([shared_features(i, layout) for i in inputs]).astype(np.float32)
+    floor = scale.get("floor", 0.0) if use_evidence else None
+    x = np.stack([shared_features(i, layout, floor) for i in inputs]).astype(np.float32)
     g = np.stack([expert_features(i, experts, scale, use_evidence) for i in inputs]).astype(
         np.float64
     )
