@@ -232,8 +232,13 @@ async def train(
                 }
             )
             log(json.dumps(grid[-1]))
-    # On a tie, the evidence: it is what lets a new document draw its questions.
-    best = max(grid, key=lambda r: (r["dev_accuracy"], r["evidence"], r["dev_classifier_accuracy"]))
+    # On a tie, the evidence: it is what lets a new document draw its questions; then the
+    # highest floor: under it a match is noise, and a router without a store (or with an
+    # empty base) reads no evidence at all, which a floor makes an ordinary input.
+    best = max(
+        grid,
+        key=lambda r: (r["dev_accuracy"], r["evidence"], r["floor"], r["dev_classifier_accuracy"]),
+    )
     best_without = max(
         (r for r in grid if not r["evidence"]),
         key=lambda r: (r["dev_accuracy"], r["dev_classifier_accuracy"]),
