@@ -6,10 +6,12 @@ import os
 import sys
 
 import click
+from rich.markup import escape
 
 from copines.deps import Deps
-from copines.errors import InputError, StoreBusyError
-from copines.knowledge.sources.service import LEASE_SECONDS
+from copines.errors import InputError
+from copines.knowledge.sources.http import FetchError, refuse_userinfo
+from copines.knowledge.sources.lease import Lease
 from copines.knowledge.sources.sync import Syncer, SyncReport
 from copines.store.base import SourceRecord
 
@@ -32,18 +34,34 @@ def url_source(
     return SourceRecord(name=url, kind=kind, target=url, owner=owner, options=options)
 
 
+def cli_lease(deps: Deps) -> Lease:
+    return Lease(deps.store, f"cli:{os.getpid()}")
+
+
 async def ingest_urls(deps: Deps, sources: list[SourceRecord], say) -> SyncReport:
     if any(s.owner != "auto" and s.owner not in [*deps.experts, "shared"] for s in sources):
         raise InputError(f"unknown owner; choose one of: auto, {', '.join(deps.experts)}, shared")
-    syncer = Syncer(deps, say=say)
+    for source in sources:
+        try:
+            refuse_userinfo(source.target)
+        except FetchError as exc:
+            raise InputError(str(exc)) from None
+    lease = cli_lease(deps)
+    await lease.claim_or_busy()
+    syncer: Syncer | None = None
     try:
+        syncer = Syncer(deps, say=say, lease=lease)
         report = SyncReport()
         for source in sources:
             await syncer.add_source(source)
             report.sources.append(await syncer.sync_source(source))
         return report
     finally:
-        await syncer.aclose()
+        try:
+            if syncer is not None:
+                await syncer.aclose()
+        finally:
+            await lease.release()
 
 
 def print_report(report: SyncReport, as_json: bool) -> None:
@@ -54,15 +72,16 @@ def print_report(report: SyncReport, as_json: bool) -> None:
         return
     for source in report.sources:
         c = source.counts
+        # Names, addresses and error lines come from outside (titles, URLs): never markup.
         out.print(
-            f"[bold]{source.name}[/] ({source.kind}) {source.status}: {c['added']} added, "
+            f"[bold]{escape(source.name)}[/] ({source.kind}) {source.status}: {c['added']} added, "
             f"{c['updated']} updated, {c['removed']} removed, {c['unchanged']} unchanged, "
             f"{c['refused']} refused, {c['errors']} errors",
             highlight=False,
             soft_wrap=True,
         )
         for line in source.errors:
-            out.print(f"  [red]error[/] {line}", highlight=False, soft_wrap=True)
+            out.print(f"  [red]error[/] {escape(line)}", highlight=False, soft_wrap=True)
 
 
 def exit_code(report: SyncReport, ingesting: bool = False) -> int:
@@ -77,6 +96,9 @@ def exit_code(report: SyncReport, ingesting: bool = False) -> int:
 def register(main: click.Group) -> None:
     from copines.cli import console, emit_json, out, run
 
+    def plain(line: str) -> None:
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+
     @main.command()
     @click.argument("names", nargs=-1)
     @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
@@ -84,18 +106,18 @@ def register(main: click.Group) -> None:
         """Revisit every source (or those named): re-ingest what changed, remove what is gone."""
 
         async def job(deps: Deps) -> SyncReport:
-            holder = f"cli:{os.getpid()}"
-            if not await deps.store.claim_lease("sync", holder, LEASE_SECONDS):
-                raise StoreBusyError("another process is syncing the sources; try again later")
-            syncer = Syncer(
-                deps,
-                say=lambda line: console.print(line, highlight=False, markup=False, soft_wrap=True),
-            )
+            lease = cli_lease(deps)
+            await lease.claim_or_busy()
+            syncer: Syncer | None = None
             try:
+                syncer = Syncer(deps, say=plain, lease=lease)
                 return await syncer.sync(list(names) or None)
             finally:
-                await syncer.aclose()
-                await deps.store.release_lease("sync", holder)
+                try:
+                    if syncer is not None:
+                        await syncer.aclose()
+                finally:
+                    await lease.release()
 
         report = run(job)
         print_report(report, as_json)
@@ -133,7 +155,8 @@ def register(main: click.Group) -> None:
             return
         for row in rows:
             out.print(
-                f"[bold]{row['name']}[/] {row['kind']} {row['target']} owner={row['owner']} "
+                f"[bold]{escape(row['name'])}[/] {row['kind']} {escape(row['target'])} "
+                f"owner={row['owner']} "
                 f"documents={row['documents']} last={row['last_sync_at'] or 'never'} "
                 f"{row['last_status']} errors={len(row['errors'])}",
                 highlight=False,
@@ -146,14 +169,20 @@ def register(main: click.Group) -> None:
         """Stop syncing a source and delete the documents it made."""
 
         async def job(deps: Deps) -> list[str]:
-            syncer = Syncer(
-                deps,
-                say=lambda line: console.print(line, highlight=False, markup=False, soft_wrap=True),
-            )
+            lease = cli_lease(deps)
+            await lease.claim_or_busy()
+            syncer: Syncer | None = None
             try:
+                syncer = Syncer(deps, say=plain, lease=lease)
                 return await syncer.remove_source(name)
             finally:
-                await syncer.aclose()
+                try:
+                    if syncer is not None:
+                        await syncer.aclose()
+                finally:
+                    await lease.release()
 
         removed = run(job)
-        out.print(f"source '{name}' removed, with {len(removed)} documents", highlight=False)
+        out.print(
+            f"source '{name}' removed, with {len(removed)} documents", highlight=False, markup=False
+        )

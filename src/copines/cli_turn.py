@@ -126,9 +126,18 @@ def register(main: click.Group) -> None:
     @click.option("--conversation", "conversation_id", help="continue this conversation")
     @click.option("--json", "as_json", is_flag=True, help="print the whole result as JSON")
     def ask(message: str, conversation_id: str | None, as_json: bool) -> None:
-        """Ask a question as a visitor would: one whole turn (stored in the database)."""
+        """Ask a question as a visitor would: one whole turn (stored in the database).
+
+        Logs go out as JSON lines at COPINES_LOG_LEVEL: on stdout, or on stderr with --json
+        (stdout then holds the result alone)."""
+        from copines.config import get_settings
         from copines.conversations import start_conversation
+        from copines.logs import setup_logging
         from copines.turn import TurnRunner
+
+        undo_logging = setup_logging(
+            settings=get_settings(), stream=sys.stderr if as_json else sys.stdout
+        )
 
         async def job(deps: Deps) -> dict:
             runner = TurnRunner(deps)
@@ -142,7 +151,10 @@ def register(main: click.Group) -> None:
             finally:
                 await runner.aclose()
 
-        result = run(job)
+        try:
+            result = run(job)
+        finally:
+            undo_logging()
         if as_json:
             emit_json(result)
             return

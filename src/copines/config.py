@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 OPENROUTER_URL = "https://openrouter.ai/api/v1"
@@ -79,6 +79,18 @@ class Settings(BaseSettings):
     llm_read_timeout: float = 30.0
     orchestrator_timeout: float = 4.0
     llm_retries: int = 1
+    # Deadlines of a streamed answer (seconds): the first piece of text (past it, the fallback
+    # model takes over), the longest gap between two pieces, and the whole answer (fallback
+    # included; also the /api/chat answer's).
+    llm_first_token_timeout: float = Field(8.0, gt=0)
+    llm_idle_timeout: float = Field(15.0, gt=0)
+    turn_deadline: float = Field(45.0, gt=0)
+    # While she waits, an SSE comment every this many seconds keeps proxies from closing.
+    sse_keepalive_seconds: float = Field(5.0, gt=0)
+    # How long an answer's write waits out a locked database before it is queued instead.
+    save_retry_seconds: float = Field(30.0, ge=0)
+    # On SIGTERM: how long running turns may still run (new ones get a 503).
+    shutdown_grace: float = Field(20.0, ge=0)
     prices: dict[str, tuple[float, float]] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
 
     # Embeddings
@@ -96,6 +108,7 @@ class Settings(BaseSettings):
     cohere_base_url: str = COHERE_URL
     cohere_rerank_model: str = "rerank-multilingual-v3.0"
     rerank_timeout: float = 3.0
+    rerank_price_per_1000: float = 2.0  # dollars per 1,000 searches (Cohere rerank v3)
 
     # Retrieval
     candidates: int = 20
@@ -149,6 +162,29 @@ class Settings(BaseSettings):
     rate_per_day_ip: int = 100
     rate_new_conversations_per_hour: int = 6
     trust_forwarded_for: bool = False
+    # Addresses whose X-Forwarded-For/-Proto uvicorn trusts (the proxy's; compose: the Caddy
+    # network). Behind an HTTPS proxy this is what makes the console's cookie Secure.
+    forwarded_allow_ips: str = "127.0.0.1"
+    # The site's own origin (scheme://host[:port]) as visitors see it; the same-origin checks
+    # compare with it, never with the request's Host header.
+    public_origin: str | None = None
+    max_header_bytes: int = Field(65_536, ge=4096)  # request line + headers (431 past it)
+    http_protocol: Literal["httptools", "h11"] = "httptools"
+    # Console sign-in: failed attempts an address may make before each further one waits
+    # (the wait doubles with every failure, up to login_max_delay seconds).
+    login_free_attempts: int = Field(3, ge=0)
+    login_max_delay: float = Field(30.0, ge=0)
+    # Console uploads: the request, each file, and what parsing may produce.
+    upload_max_bytes: int = Field(20 * 1024 * 1024, gt=0)
+    upload_max_files: int = Field(20, gt=0)
+    # Text once decompressed (a docx's XML parts; its images may take four times as much).
+    parse_max_expanded_bytes: int = Field(10 * 1024 * 1024, gt=0)
+    parse_max_paragraphs: int = Field(20_000, gt=0)
+    parse_max_pages: int = Field(500, gt=0)
+    parse_timeout: float = Field(30.0, gt=0)  # seconds of parsing per file
+
+    # Logging: JSON lines on stdout (`copines serve`, `copines ask`).
+    log_level: str = "INFO"
     # Addresses (IPs or networks) of the n8n instances in front of the API: from them alone, the
     # visitor's address is read from the X-Copines-Visitor-IP header they forward.
     n8n_addresses: Annotated[list[str], NoDecode] = []
@@ -188,15 +224,16 @@ class Settings(BaseSettings):
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
 
-    @field_validator("n8n_addresses")
+    @field_validator("n8n_addresses", "fetch_allow_networks")
     @classmethod
-    def _networks(cls, value: list[str]) -> list[str]:
+    def _networks(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        setting = f"COPINES_{(info.field_name or '').upper()}"
         for address in value:
             try:
-                ipaddress.ip_network(address, strict=False)
+                ipaddress.ip_network(address.strip(), strict=False)
             except ValueError as error:
                 raise ValueError(
-                    f"COPINES_N8N_ADDRESSES: {address!r} is not an IP address or network"
+                    f"{setting}: {address!r} is not an IP address or network"
                 ) from error
         return value
 

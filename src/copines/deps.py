@@ -6,9 +6,10 @@ import logging
 from dataclasses import dataclass
 
 from copines.config import Settings
-from copines.experts import Expert, load_experts
+from copines.experts import Expert, load_experts, owner_choices
 from copines.knowledge.ingest import Ingester
 from copines.knowledge.ownership import OwnerTagger
+from copines.knowledge.parsing import ParseLimits
 from copines.knowledge.retrieval import Retriever
 from copines.providers.chat import ChatClient
 from copines.providers.embeddings import Embedder, build_embedder
@@ -59,6 +60,7 @@ class Deps:
         experts = load_experts(settings.experts_dir)
         store = create_store(settings)
         await store.open()
+        await store.register_owners(owner_choices(experts))
         embedder = embedder or build_embedder(settings)
         reranker = build_reranker(settings)
         retriever = Retriever(
@@ -77,7 +79,13 @@ class Deps:
         return cls(settings, experts, store, embedder, reranker, retriever, tagger, chat=chat)
 
     def ingester(self) -> Ingester:
-        return Ingester(self.store, self.embedder, self.experts, self.tagger)
+        return Ingester(
+            self.store,
+            self.embedder,
+            self.experts,
+            self.tagger,
+            ParseLimits.from_settings(self.settings),
+        )
 
     async def aclose(self) -> None:
         if self.chat is not None:

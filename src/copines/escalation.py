@@ -238,7 +238,10 @@ async def record_escalation(
 
 
 def webhook_payload(escalation: Escalation) -> dict[str, Any]:
+    """The escalation as JSON; `text` makes it a valid Slack incoming-webhook message as is."""
+    heading = "Nouvelle demande" if not escalation.merged else "Demande relancée"
     return {
+        "text": f"{heading} pour l'équipe ({escalation.reason}) : {escalation.brief[:1500]}",
         "event": "escalation",
         "escalation_id": escalation.id,
         "conversation_id": escalation.conversation_id,

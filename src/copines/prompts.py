@@ -50,6 +50,11 @@ def clean_quoted(text: str) -> str:
     return _TAG.sub("", text).replace("```", "'''").strip()
 
 
+def _attribute(text: str) -> str:
+    """Text for a quoted attribute of our delimiters: no tag, no quote, no angle bracket."""
+    return clean_quoted(text).replace('"', "'").replace("<", "‹").replace(">", "›")
+
+
 def expert_system_prompt(expert: Expert, max_words: int = 300) -> str:
     """The persona prompt of one expert, from her file and the agency's rules (no passages)."""
     persona = "\n".join(f"- {line}" for line in expert.persona)
@@ -77,13 +82,14 @@ def sources_block(passages: list[Passage]) -> str:
         )
     blocks = []
     for i, p in enumerate(passages, 1):
-        label = clean_quoted(p.title or p.filename).replace('"', "'")
-        section = clean_quoted(p.heading_path).replace('"', "'")
+        name = _attribute(p.filename)  # remote titles (Notion, Drive, web) become filenames
+        label = _attribute(p.title or p.filename)
+        section = " > ".join(_attribute(part) for part in p.heading_path.split(" > "))
         sections = p.heading_path.split(" > ")[1:]  # under the title
         pitfall = ' nature="à éviter"' if any(map(is_pitfall_heading, sections)) else ""
         text = mark_pitfalls(clean_quoted(p.text), p.heading_path)
         blocks.append(
-            f'<source n="{i}" fichier="{p.filename}" titre="{label}" section="{section}"'
+            f'<source n="{i}" fichier="{name}" titre="{label}" section="{section}"'
             f"{pitfall}>\n{text}\n</source>"
         )
     return "<sources>\n" + "\n".join(blocks) + "\n</sources>"
@@ -114,6 +120,31 @@ def expert_messages(
                 {"role": "assistant", "content": f"[Réponse de l'équipe de l'agence] {m.content}"}
             )
         elif m.role == "assistant" and m.status == "ok":
-            messages.append({"role": "assistant", "content": m.content})
+            if m.agent and m.agent != expert.id:
+                # Another expert's answer: what she said, without the passages she quoted
+                # from her own base (they are not this expert's sources).
+                messages.append(
+                    {
+                        "role": "assistant",
+                        "content": f"[Réponse précédente d'une autre experte] {without_quotes(m.content)}",
+                    }
+                )
+            else:
+                messages.append({"role": "assistant", "content": m.content})
     messages.append({"role": "user", "content": message})
     return messages
+
+
+_SOURCES_HEADING = re.compile(r"^\W*(sources?|ressources?)\b.*$", re.IGNORECASE)
+
+
+def without_quotes(text: str) -> str:
+    """An answer without its quoted passages (`>` lines) and its list of sources."""
+    kept: list[str] = []
+    for line in text.splitlines():
+        if _SOURCES_HEADING.match(line.strip()):
+            break  # the sources list closes the answer
+        if line.lstrip().startswith(">"):
+            continue
+        kept.append(line)
+    return "\n".join(kept).strip()

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from copines.deps import Deps
-from copines.errors import InputError, NotFoundError, ProviderError
+from copines.errors import InputError, NotFoundError, ProviderError, StoreBusyError
 from copines.escalation import (
     Background,
     WebhookNotifier,
@@ -31,7 +31,8 @@ from copines.knowledge.retrieval import RetrievalResult
 from copines.mail import Mailer
 from copines.postprocess import ACCOMPANIMENT_NOTE, Analysis, analyze, format_answer
 from copines.prompts import expert_messages
-from copines.providers.chat import ChatClient, ChatResult
+from copines.providers import spend
+from copines.providers.chat import ChatClient, ChatResult, StreamCut
 from copines.providers.offline import OFFLINE_MODEL, OfflineResponder
 from copines.routing import (
     ASSISTANT,
@@ -54,6 +55,21 @@ APOLOGY = (
     "ne répond pas. Ton message est bien enregistré. Réessaie dans un instant, ou demande à "
     "parler à l'équipe et une personne de l'agence te répondra."
 )
+# What the visitor reads when an answer stops half-way (the text she read is kept).
+CUT_SHORT = (
+    "La réponse s'est interrompue avant la fin. Ce qui est écrit au-dessus est bien "
+    "enregistré : renvoie ta question pour avoir la suite, ou demande à parler à l'équipe."
+)
+SHUTTING_DOWN = (
+    "Le service redémarre à l'instant : ton message est bien enregistré. Renvoie-le dans une "
+    "minute pour avoir ta réponse."
+)
+# The public error codes of a turn (the detail from the provider stays in the stored metadata).
+ERROR_MESSAGES = {
+    "model_unavailable": APOLOGY,
+    "truncated": CUT_SHORT,
+    "shutdown": SHUTTING_DOWN,
+}
 LOOP_PREVIOUS = 4  # how many of the visitor's earlier messages loop detection compares
 SPECULATIVE_SEARCHES = 2  # bases searched while the orchestrator thinks
 FOLLOW_UP_WORDS = 12  # a message this short that stays with the expert is read as a follow-up
@@ -124,6 +140,11 @@ class _Turn:
     model: str = ""
     error: str | None = None
     partial: str = ""  # what a failed stream had sent
+    detail: str | None = None  # the provider's failure, for the stored metadata and the log
+    shown: list[str] = field(default_factory=list)  # the pieces sent to the visitor so far
+    status: str = "ok"  # ok | failed (the apology) | truncated (the text shown, cut short)
+    cause: str | None = None  # why a turn failed or was cut (stored in the metadata)
+    spend: spend.Spend = field(default_factory=spend.Spend)  # embeddings and rerank
 
     def usage(self) -> tuple[int, int, float | None]:
         """Prompt tokens, completion tokens and dollars of the turn (orchestrator + expert)."""
@@ -176,6 +197,7 @@ class TurnRunner:
         self.offline = OfflineResponder(max_words=settings.max_answer_words)
         self.background = Background()
         self.webhook = WebhookNotifier(settings.escalation_webhook)
+        self.stopping = False  # set by begin_shutdown: new turns are refused
         self.mailer = Mailer(settings)
 
     async def prepare(self) -> None:
@@ -218,7 +240,8 @@ class TurnRunner:
         except (InputError, NotFoundError):
             raise
         except (GeneratorExit, asyncio.CancelledError):
-            # The client left: what was accepted is kept, the answer is recorded as interrupted.
+            # The client left, or the server stopped the turn past its shutdown grace: what
+            # was accepted is kept, and so is the text she had already read.
             if turn.user_message_id and not turn.stored:
                 self.background.spawn(self._save_interrupted(turn), name="save-interrupted")
             raise
@@ -228,6 +251,7 @@ class TurnRunner:
         deps, settings = self.deps, self.settings
         message = self._validate(turn.message)
         turn.message = message
+        turn.spend = spend.start()  # embeddings and rerank of this turn count here
 
         # 1-2. The conversation, its history and the message's embedding, concurrently (a
         # conversation the caller has just opened is not read again; a new one has no history).
@@ -307,7 +331,7 @@ class TurnRunner:
         result = await self._save(turn, text, model, sources, analysis, error)
         turn.mark("save", t)
         if error is not None:
-            yield TurnEvent("error", {"message": APOLOGY, "retryable": True})
+            yield TurnEvent("error", self.error_event(error))
         # 8. The response.
         self._close_timings(turn)
         result.timings_ms = dict(turn.timings)
@@ -347,36 +371,89 @@ class TurnRunner:
         )
         model_name = settings.expert_model or expert.model
         started = time.perf_counter()
-        parts: list[str] = []
         try:
             if streaming:
-                words = 0
-                async for delta in self.chat.stream(
-                    prompt, model_name, temperature=expert.temperature
-                ):
-                    if delta.result is not None:
-                        turn.chat = delta.result
-                    elif delta.text:
-                        parts.append(delta.text)
-                        words += len(delta.text.split())
-                        if words <= settings.max_answer_words * 1.1:
-                            yield TurnEvent("token", {"text": delta.text})
-                text = "".join(parts)
+                async for event in self._stream_answer(turn, prompt, model_name, expert):
+                    yield event
             else:
                 turn.chat = await self.chat.complete(
                     prompt, model_name, temperature=expert.temperature
                 )
-                text = turn.chat.text
-            turn.model = turn.chat.model if turn.chat else model_name
-            if not text.strip():
-                raise ProviderError(f"chat: model {turn.model} sent an empty answer")
-            turn.text = text
+                turn.model, turn.text = turn.chat.model, turn.chat.text
+        except StreamCut as exc:
+            self._cut_short(turn, exc, model_name)
         except ProviderError as exc:
-            turn.error, turn.model, turn.text = str(exc), model_name, APOLOGY
-            turn.partial = "".join(parts)
-            log.error("generation failed for conversation %s: %s", turn.conversation_id, exc)
+            self._failed(turn, model_name, "model_unavailable", exc)
+        except Exception as exc:  # an answer we could not read is a provider failure too
+            log.exception("generation crashed for conversation %s", turn.conversation_id)
+            self._failed(turn, model_name, "model_unavailable", exc)
         finally:
             turn.model_ms += (time.perf_counter() - started) * 1000
+
+    async def _stream_answer(
+        self, turn: _Turn, prompt: list[dict[str, str]], model_name: str, expert: Any
+    ) -> AsyncIterator[TurnEvent]:
+        """The model's answer as token events; every piece sent is kept in `turn.shown` (it is
+        stored even when the turn is cut)."""
+        assert self.chat is not None
+        parts: list[str] = []
+        words = 0
+        limit = self.settings.max_answer_words * 1.1
+        async for delta in self.chat.stream(prompt, model_name, temperature=expert.temperature):
+            if delta.result is not None:
+                turn.chat = delta.result
+            elif delta.text:
+                parts.append(delta.text)
+                words += len(delta.text.split())
+                if words <= limit:
+                    turn.shown.append(delta.text)
+                    yield TurnEvent("token", {"text": delta.text})
+        turn.model = turn.chat.model if turn.chat else model_name
+        turn.text = "".join(parts)
+
+    def _failed(self, turn: _Turn, model_name: str, code: str, exc: BaseException) -> None:
+        """No usable answer: the apology, stored as failed with the provider's detail."""
+        turn.error, turn.model, turn.text = code, model_name, ERROR_MESSAGES[code]
+        turn.status, turn.cause = "failed", getattr(exc, "cause", None) or "provider"
+        turn.partial = "".join(turn.shown)
+        turn.detail = f"{type(exc).__name__}: {exc}"
+        log.error("generation failed for conversation %s: %s", turn.conversation_id, turn.detail)
+
+    def _cut_short(self, turn: _Turn, exc: StreamCut, model_name: str) -> None:
+        """A stream that stopped after some text: that text is the stored answer (truncated);
+        with nothing shown (a shutdown before the first piece), a failure."""
+        shown = "".join(turn.shown)
+        if exc.cause == "shutdown" and not shown.strip():
+            self._failed(turn, model_name, "shutdown", exc)
+            return
+        if not shown.strip():
+            self._failed(turn, model_name, "model_unavailable", exc)
+            return
+        turn.model, turn.text, turn.partial = model_name, shown, shown
+        turn.error = "shutdown" if exc.cause == "shutdown" else "truncated"
+        turn.status, turn.cause = "truncated", exc.cause
+        turn.detail = f"{type(exc).__name__}: {exc}"
+        log.warning(
+            "answer cut short for conversation %s (%s): %s",
+            turn.conversation_id,
+            exc.cause,
+            exc,
+        )
+
+    def error_event(self, code: str) -> dict[str, Any]:
+        """The stream's `error` event: a code and a French sentence, never the provider's text."""
+        return {
+            "code": code,
+            "message": ERROR_MESSAGES.get(code, APOLOGY),
+            "retryable": True,
+        }
+
+    def begin_shutdown(self, grace: float) -> None:
+        """The process is stopping: running answers get `grace` more seconds, then stop and
+        are stored with what was shown (cause `shutdown`); `stopping` refuses new turns."""
+        self.stopping = True
+        if self.chat is not None:
+            self.chat.begin_shutdown(grace)
 
     @staticmethod
     def _close_timings(turn: _Turn) -> None:
@@ -508,7 +585,6 @@ class TurnRunner:
         analysis: Analysis,
         error: str | None,
     ) -> TurnResult:
-        deps = self.deps
         decision = turn.decision
         assert decision is not None
         orch = turn.orchestrator_usage or {}
@@ -531,15 +607,17 @@ class TurnRunner:
             "loop": analysis.loop,
             "loop_similarity": analysis.loop_similarity,
             "fell_back": bool(turn.chat and turn.chat.fell_back),
+            "spend": turn.spend.as_dict(),
             "spans": turn.spans,
-            "error": error,
+            "error": turn.detail or error,
+            "cause": turn.cause,
             "partial": turn.partial or None,
         }
         answer = Message(
             turn.conversation_id,
             "assistant",
             text,
-            status="failed" if error else "ok",
+            status=turn.status if error else "ok",
             agent=decision.agent,
             confidence=decision.confidence,
             router=decision.router,
@@ -551,25 +629,10 @@ class TurnRunner:
             timings_ms=dict(turn.timings),
             meta=meta,
         )
-        message_id = await deps.store.add_message(answer)
+        message_id = await self._store_answer(answer, lambda i: self._after_answer(turn, i))
         turn.stored = True
-        if decision.escalated:
-            escalation = await record_escalation(
-                deps.store,
-                conversation_id=turn.conversation_id,
-                message_id=message_id,
-                message=turn.message,
-                history=turn.history,
-                decision=decision,
-            )
-            if self.webhook.url:
-                self.background.spawn(
-                    self.webhook.send(webhook_payload(escalation)), name="escalation-webhook"
-                )
-            if self.mailer.enabled and not escalation.merged:
-                self.background.spawn(self.mailer.send_handoff(escalation), name="escalation-email")
-        elif decision.agent in deps.experts and decision.agent != turn.previous_expert:
-            await deps.store.set_conversation_expert(turn.conversation_id, decision.agent)
+        if message_id is not None:
+            await self._after_answer(turn, message_id)
         return TurnResult(
             conversation_id=turn.conversation_id,
             message_id=message_id,
@@ -594,18 +657,98 @@ class TurnRunner:
             },
         )
 
+    async def _after_answer(self, turn: _Turn, message_id: int) -> None:
+        """Once the answer is stored: the escalation (its webhook and email), or the
+        conversation's expert."""
+        deps, decision = self.deps, turn.decision
+        assert decision is not None
+        if decision.escalated:
+            escalation = await self._when_free(
+                lambda: record_escalation(
+                    deps.store,
+                    conversation_id=turn.conversation_id,
+                    message_id=message_id,
+                    message=turn.message,
+                    history=turn.history,
+                    decision=decision,
+                )
+            )
+            if self.webhook.url:
+                self.background.spawn(
+                    self.webhook.send(webhook_payload(escalation)), name="escalation-webhook"
+                )
+            if self.mailer.enabled and not escalation.merged:
+                self.background.spawn(self.mailer.send_handoff(escalation), name="escalation-email")
+        elif decision.agent in deps.experts and decision.agent != turn.previous_expert:
+            await self._when_free(
+                lambda: deps.store.set_conversation_expert(turn.conversation_id, decision.agent)
+            )
+
+    async def _store_answer(self, answer: Message, then: Any = None) -> int | None:
+        """Store the answer, waiting out a locked database (the visitor has read it: it must
+        not be lost). Past `save_retry_seconds`, the write is queued in the background and
+        retried until it lands (drained at shutdown); the visitor still gets her `done`."""
+        try:
+            return await self._when_free(lambda: self.deps.store.add_message(answer))
+        except StoreBusyError:
+            log.error(
+                "database still locked after %.0f s: the answer of conversation %s is queued",
+                self.settings.save_retry_seconds,
+                answer.conversation_id,
+            )
+            self.background.spawn(self._store_later(answer, then), name="store-answer-later")
+            return None
+
+    async def _when_free(self, write: Any, seconds: float | None = None) -> Any:
+        """Run `write()` (a coroutine factory), retried while the database is locked, for at
+        most `seconds` (default: `save_retry_seconds`); then StoreBusyError."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + (self.settings.save_retry_seconds if seconds is None else seconds)
+        delay = 0.05
+        while True:
+            try:
+                return await write()
+            except StoreBusyError:
+                if loop.time() + delay >= end:
+                    raise
+                log.warning("database locked while saving an answer; retrying")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def _store_later(self, answer: Message, then: Any = None) -> None:
+        """The queued write: tried again until the lock goes (at most an hour), then what
+        follows it (`then(message_id)`)."""
+        message_id = await self._when_free(
+            lambda: self.deps.store.add_message(answer), seconds=3600
+        )
+        log.info("queued answer of conversation %s stored", answer.conversation_id)
+        if then is not None:
+            await then(message_id)
+
     async def _save_interrupted(self, turn: _Turn) -> None:
+        """A turn stopped from outside: the client left, or the server stopped it past its
+        shutdown grace. The text she had read is stored (truncated), with the cause."""
         decision = turn.decision
-        await self.deps.store.add_message(
-            Message(
-                turn.conversation_id,
-                "assistant",
-                "",
-                status="failed",
-                agent=decision.agent if decision else None,
-                router=decision.router if decision else None,
-                timings_ms=dict(turn.timings),
-                meta={"error": "the visitor left before the answer was complete"},
+        shown = "".join(turn.shown)
+        cause = "shutdown" if self.stopping else "client_left"
+        await self._when_free(
+            lambda: self.deps.store.add_message(
+                Message(
+                    turn.conversation_id,
+                    "assistant",
+                    shown,
+                    status="truncated" if shown.strip() else "failed",
+                    agent=decision.agent if decision else None,
+                    router=decision.router if decision else None,
+                    model=turn.model or None,
+                    timings_ms=dict(turn.timings),
+                    meta={
+                        "cause": cause,
+                        "error": "the server stopped before the answer was complete"
+                        if cause == "shutdown"
+                        else "the visitor left before the answer was complete",
+                    },
+                )
             )
         )
 

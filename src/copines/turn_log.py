@@ -21,6 +21,9 @@ def log_turn(turn: Any, result: Any, analysis: Analysis, *, with_text: bool = Fa
     orch = turn.orchestrator_usage or {}
     prompt_tokens, completion_tokens, cost = turn.usage()
     passages = turn.retrieval.passages if turn.retrieval else []
+    spent = getattr(turn, "spend", None)
+    extra_cost = (spent.embedding_cost_usd + spent.rerank_cost_usd) if spent else 0.0
+    chat_cost = (turn.chat.usage.cost_usd or 0.0) if turn.chat else 0.0
     line: dict[str, Any] = {
         "timestamp": datetime.now(UTC).isoformat(),
         "event": "turn",
@@ -48,7 +51,20 @@ def log_turn(turn: Any, result: Any, analysis: Analysis, *, with_text: bool = Fa
         "model_used": result.model,
         "orchestrator_model": orch.get("model"),
         "tokens_used": {"prompt": prompt_tokens, "completion": completion_tokens},
-        "cost_usd": cost or 0.0,
+        "cost_usd": round((cost or 0.0) + extra_cost, 8),
+        "cost_breakdown_usd": {
+            "chat": chat_cost,
+            "orchestrator": orch.get("cost_usd") or 0.0,
+            "embeddings": round(spent.embedding_cost_usd, 8) if spent else 0.0,
+            "rerank": round(spent.rerank_cost_usd, 8) if spent else 0.0,
+        },
+        "embedding_tokens": spent.embedding_tokens if spent else 0,
+        "rerank_searches": spent.rerank_searches if spent else 0,
+        "router": decision.router,
+        "fallback_used": bool(turn.chat and turn.chat.fell_back),
+        "model_attempts": list(turn.chat.attempts) if turn.chat else [],
+        "status": getattr(turn, "status", "ok"),
+        "error_class": getattr(turn, "cause", None) if result.error else None,
         "escalated": result.escalated,
         "sentiment": analysis.sentiment,
         "upsell": analysis.upsell,
@@ -58,4 +74,6 @@ def log_turn(turn: Any, result: Any, analysis: Analysis, *, with_text: bool = Fa
     if with_text:
         line["message"] = turn.message
         line["response"] = result.response
-    log.info(json.dumps(line, ensure_ascii=False, default=str))
+    # The message is the line itself (readable under any formatter); copines.logs' JSON
+    # formatter merges `fields` into its own object instead.
+    log.info(json.dumps(line, ensure_ascii=False, default=str), extra={"fields": line})

@@ -23,9 +23,11 @@ def test_messages_are_trimmed_and_checked(client: httpx.Client):
         response = client.post("/api/chat", json={"message": message})
         assert response.status_code == 422, (message[:20], response.text)
         assert words in response.json()["detail"]
-    # 2,000 characters once trimmed pass, and so do line breaks.
-    ok = client.post("/api/chat", json={"message": "  " + "é" * 1999 + "?\n  "})
+    # 2,000 characters pass (as sent: the schema's maxLength), and so do line breaks.
+    ok = client.post("/api/chat", json={"message": "é" * 1999 + "?"})
     assert ok.status_code == 200, ok.text
+    padded = client.post("/api/chat", json={"message": "  " + "é" * 1999 + "?\n  "})
+    assert padded.status_code == 422 and "2000" in padded.json()["detail"]
     assert client.post("/api/chat", json={"message": "Bonjour\nune question"}).status_code == 200
 
 

@@ -109,13 +109,10 @@ class N8n:
             if self.process.poll() is not None:
                 raise RuntimeError(f"n8n stopped while starting:\n{self.log.read_text()[-3000:]}")
             try:
-                # A preflight finds the webhook registered without running the workflow.
-                probe = httpx.options(
-                    f"{self.url}{WEBHOOK_PATH}",
-                    headers={"access-control-request-method": "POST", "origin": "http://probe"},
-                    timeout=2,
-                )
-                if probe.status_code in (200, 204):
+                # A GET names the method the webhook is registered for ("Did you mean to make a
+                # POST request?") once the workflow is live, without running it.
+                probe = httpx.get(f"{self.url}{WEBHOOK_PATH}", timeout=2)
+                if probe.status_code == 404 and "POST" in probe.text:
                     return
             except httpx.HTTPError:
                 pass

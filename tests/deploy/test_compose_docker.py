@@ -41,6 +41,8 @@ def test_the_services_and_their_order(compose: dict) -> None:
     )
     assert services["app"]["depends_on"]["redis"]["condition"] == "service_healthy"
     assert "ports" not in services["app"]  # only the proxy is reachable from outside
+    # Settings written in .env beyond the listed ones (COPINES_N8N_ADDRESSES...) reach the app.
+    assert services["app"]["env_file"] == services["migrate"]["env_file"] == ".env"
     assert set(services["proxy"]["ports"]) == {"80:80", "443:443"}
     for mount in services["proxy"]["volumes"]:
         source = mount.split(":")[0]

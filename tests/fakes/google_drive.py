@@ -68,6 +68,7 @@ class FakeDrive(ThreadedServer):
     refused: list[str] = field(default_factory=list)  # why the token endpoint said no
     broken: set[str] = field(default_factory=set)  # file ids whose download answers 500
     list_status: int = 200
+    unshared: set[str] = field(default_factory=set)  # ids the service account cannot see
 
     def add(
         self,
@@ -85,6 +86,7 @@ class FakeDrive(ThreadedServer):
             "modifiedTime": modified,
             "parents": [parent],
             "webViewLink": f"https://docs.example.test/{file_id}/view",
+            "trashed": False,
         }
         self.contents[file_id] = content
 
@@ -151,8 +153,13 @@ class FakeDrive(ThreadedServer):
             return web.json_response({"error": {"code": self.list_status}}, status=self.list_status)
         q = request.query.get("q", "")
         parent = q.split("'")[1] if q.count("'") >= 2 else ""
+        # An unknown or unshared folder lists as empty, as on Drive: no error.
         listed = sorted(
-            (f for f in self.files.values() if parent in f["parents"]),
+            (
+                f
+                for f in self.files.values()
+                if parent in f["parents"] and parent not in self.unshared and not f["trashed"]
+            ),
             key=lambda f: f["name"],
         )
         size = min(int(request.query.get("pageSize", "100")), self.page_size_cap)
@@ -180,8 +187,13 @@ class FakeDrive(ThreadedServer):
         if not self._authorised(request):
             return web.json_response({"error": {"code": 401}}, status=401)
         file = self.files.get(request.match_info["id"])
-        if file is None or request.query.get("alt") != "media":
-            return web.json_response({"error": {"code": 404}}, status=404)
+        if file is None or file["id"] in self.unshared:
+            # What Drive answers for a file that does not exist and one not shared alike.
+            message = f"File not found: {request.match_info['id']}."
+            return web.json_response({"error": {"code": 404, "message": message}}, status=404)
+        if request.query.get("alt") != "media":  # files.get: the metadata, as `fields` asks
+            wanted = request.query.get("fields", "id,name,mimeType").split(",")
+            return web.json_response({k.strip(): file[k.strip()] for k in wanted})
         if file["id"] in self.broken:
             return web.json_response({"error": {"code": 500}}, status=500)
         if file["mimeType"].startswith("application/vnd.google-apps"):

@@ -61,7 +61,25 @@ class BreakStream:
     text: str
 
 
-Step = Reply | Status | Hang | BreakStream
+@dataclass
+class Raw:
+    """Answer a whole (non-streamed) request with this JSON body as it is: a content that is
+    an object, no choices, an empty text..."""
+
+    body: Any
+
+
+@dataclass
+class RawStream:
+    """Stream these SSE `data:` payloads as they are (objects are JSON-encoded, strings sent
+    verbatim), `gap` seconds apart, then end the response; `done` adds `data: [DONE]`."""
+
+    payloads: list[Any]
+    gap: float = 0.0
+    done: bool = False
+
+
+Step = Reply | Status | Hang | BreakStream | Raw | RawStream
 
 
 @dataclass
@@ -176,6 +194,20 @@ class FakeChat:
                     status=step.code,
                     headers=headers,
                 )
+            if isinstance(step, Raw):
+                return web.json_response(step.body)
+            if isinstance(step, RawStream):
+                response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+                await response.prepare(request)
+                for payload in step.payloads:
+                    data = payload if isinstance(payload, str) else json.dumps(payload)
+                    await response.write(f"data: {data}\n\n".encode())
+                    if step.gap:
+                        await asyncio.sleep(step.gap)
+                if step.done:
+                    await response.write(b"data: [DONE]\n\n")
+                await response.write_eof()
+                return response
             if isinstance(step, BreakStream):
                 response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
                 await response.prepare(request)

@@ -10,6 +10,8 @@ a redirect loop, a 404, a PDF, a huge page, a slow page, a redirect to the metad
 from __future__ import annotations
 
 import asyncio
+import functools
+import gzip
 import hashlib
 from dataclasses import dataclass, field
 from email.utils import formatdate
@@ -31,6 +33,12 @@ def page(title: str, *sections: tuple[str, str], links: list[str] = ()) -> str:
     )
 
 
+@functools.cache
+def gzip_bomb(expanded: int = 40_000_000) -> bytes:
+    """A few tens of kilobytes that expand to `expanded` bytes of XML-ish filler."""
+    return gzip.compress(b"<urlset>" + b" " * expanded + b"</urlset>", compresslevel=9)
+
+
 def redirect(location: str):
     async def handler(request: web.Request) -> web.Response:
         raise web.HTTPFound(location)
@@ -49,6 +57,8 @@ class FakeSite(ThreadedServer):
     etags: bool = True  # False: Last-Modified only (If-Modified-Since answers 304)
     conditional: bool = True  # False: every page answers 200 whole, as some servers do
     huge_bytes: int = 3_000_000
+    statuses: dict[str, int] = field(default_factory=dict)  # a path answering this error
+    delays: dict[str, float] = field(default_factory=dict)  # a path answering this late
     # Last-Modified per path: the time the page's text was last set.
     _versions: dict[str, tuple[str, str, str]] = field(default_factory=dict)
 
@@ -73,6 +83,9 @@ class FakeSite(ThreadedServer):
         app.router.add_get("/brochure.pdf", self.pdf)
         app.router.add_get("/huge", self.huge)
         app.router.add_get("/slow", self.slow)
+        app.router.add_get("/bomb.xml.gz", self.bomb_file)
+        app.router.add_get("/bomb", self.bomb_encoded)
+        app.router.add_get("/redirect", self.redirect_to)
         app.router.add_get("/{tail:.*}", self.serve_page)
 
     async def robots_txt(self, request: web.Request) -> web.Response:
@@ -115,8 +128,24 @@ class FakeSite(ThreadedServer):
         await asyncio.sleep(self.slow_seconds)
         return web.Response(text=page("Lent", ("Lent", "Enfin.")), content_type="text/html")
 
+    async def bomb_file(self, request: web.Request) -> web.Response:
+        return web.Response(body=gzip_bomb(), content_type="application/gzip")
+
+    async def bomb_encoded(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=gzip_bomb(),
+            headers={"Content-Type": "text/html", "Content-Encoding": "gzip"},
+        )
+
+    async def redirect_to(self, request: web.Request) -> web.Response:
+        raise web.HTTPFound(request.query["to"])
+
     async def serve_page(self, request: web.Request) -> web.Response:
         path = request.path
+        if path in self.delays:
+            await asyncio.sleep(self.delays[path])
+        if path in self.statuses:
+            return web.Response(status=self.statuses[path], text="panne")
         if path not in self.pages:
             return web.Response(status=404, text="introuvable")
         tag, modified = self._version(path)

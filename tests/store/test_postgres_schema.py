@@ -35,6 +35,7 @@ TABLES = {
     "source_items",
     "feedback",
     "schema_migrations",
+    "owners",
 }
 
 

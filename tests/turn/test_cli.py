@@ -104,10 +104,10 @@ def test_analyze_jsonl(cli, tmp_path):
 def test_ask_runs_whole_turns_and_continues_a_conversation(cli):
     first = cli("ask", "Comment je fais une séquence de bienvenue ?", "--json")
     assert first.exit_code == 0, first.output
-    [turn] = lines(first.output)
+    [turn] = lines(first.stdout)  # the log lines go to stderr with --json
     assert turn["agent"] == "audrey" and turn["model"] == "offline" and turn["sources"]
     second = cli("ask", "et pour l'étape 2 ?", "--conversation", turn["conversation_id"], "--json")
-    [turn2] = lines(second.output)
+    [turn2] = lines(second.stdout)
     assert turn2["conversation_id"] == turn["conversation_id"] and turn2["agent"] == "audrey"
     human = cli("ask", "Je veux parler à quelqu'un de l'équipe")
     assert human.exit_code == 0 and "L'équipe" in human.output

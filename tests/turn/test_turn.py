@@ -181,6 +181,8 @@ async def test_escalation_records_a_brief_and_posts_the_webhook(
     [payload] = webhook.received
     assert payload["event"] == "escalation" and payload["conversation_id"] == cid
     assert payload["escalation_id"] == escalation.id and payload["brief"] == escalation.brief
+    # Slack's incoming webhooks refuse a payload without `text`.
+    assert payload["text"].startswith("Nouvelle demande") and "vraie personne" in payload["text"]
 
 
 async def test_handled_escalation_does_not_hand_off_again(knowledge_deps):
@@ -310,10 +312,12 @@ async def test_model_failure_keeps_the_message_and_apologises(
         result = await runner.run(cid, AUDREY_Q)
         error, response = result.error, result.response
     await runner.aclose()
-    assert error and EXPERT in error and response == APOLOGY
+    # The visitor gets a code and the French apology, never the provider's words.
+    assert error == "model_unavailable" and response == APOLOGY
     user, answer = await llm_deps.store.get_messages(cid)
     assert user.role == "user" and user.content == AUDREY_Q
-    assert answer.status == "failed" and answer.meta["error"] == error
+    assert answer.status == "failed" and EXPERT in answer.meta["error"]
+    assert "scripted 503" in answer.meta["error"]
 
 
 async def test_client_leaving_mid_stream_loses_nothing(llm_deps, fake_chat: FakeChat):
@@ -329,7 +333,9 @@ async def test_client_leaving_mid_stream_loses_nothing(llm_deps, fake_chat: Fake
     await runner.aclose()
     user, answer = await llm_deps.store.get_messages(cid)
     assert user.content == AUDREY_Q
-    assert answer.status == "failed" and "left" in answer.meta["error"]
+    # What she had read is kept, marked as cut short because she left.
+    assert answer.status == "truncated" and answer.content == "un deux trois "
+    assert answer.meta["cause"] == "client_left" and "left" in answer.meta["error"]
 
 
 async def test_speculative_retrieval_overlaps_the_orchestrator(llm_deps_factory, fake_chat):
@@ -500,7 +506,9 @@ async def test_stream_broken_mid_answer_keeps_what_was_sent(llm_deps, fake_chat)
     assert [e.event for e in events][-2:] == ["error", "done"]
     assert "".join(e.data["text"] for e in events if e.event == "token").startswith("Voici")
     _, answer = await llm_deps.store.get_messages(cid)
-    assert answer.status == "failed" and answer.meta["partial"].startswith("Voici")
+    # The text she read is the stored answer, marked as cut short.
+    assert answer.status == "truncated" and answer.content.startswith("Voici")
+    assert answer.meta["partial"].startswith("Voici") and answer.meta["cause"] == "truncated"
 
 
 async def test_concurrent_turns_on_one_runner(knowledge_deps):

@@ -12,9 +12,10 @@ import base64
 import hashlib
 import hmac
 import ipaddress
+import math
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from copines.config import PLACEHOLDER_SECRETS, Settings
 from copines.errors import ConfigError
@@ -23,6 +24,7 @@ SESSION_COOKIE = "copines_admin"
 LOGIN_CSRF_COOKIE = "copines_admin_login"
 SESSION_SECONDS = 8 * 3600
 MIN_TOKEN_CHARS = 16
+MIN_TOKEN_BITS = 60  # estimated entropy; secrets.token_urlsafe(32) gives about 200
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "ip6-localhost"}
 
 
@@ -45,11 +47,49 @@ def admin_token(settings: Settings) -> str | None:
     return value or None
 
 
+def token_bits(token: str) -> float:
+    """An estimate of a token's entropy in bits, for guessing by pattern: a token repeating
+    a shorter one counts once; then each character counts log2 of the alphabet its classes
+    span (lower case, upper case, digits, others), except one that repeats the previous
+    character (0 bits) or follows it in sequence (1 bit: "abcd", "4321"). A repeated letter
+    gives about 5 bits, "0123456789abcdef" about 24, 43 random URL-safe characters about 250.
+    """
+    if not token:
+        return 0.0
+    n = len(token)
+    for period in range(1, n // 2 + 1):  # "abcabcabc" -> "abc"
+        if n % period == 0 and token[:period] * (n // period) == token:
+            token = token[:period]
+            break
+    pool = 0
+    pool += 26 if any(c.islower() for c in token) else 0
+    pool += 26 if any(c.isupper() for c in token) else 0
+    pool += 10 if any(c.isdigit() for c in token) else 0
+    pool += 33 if any(not c.isalnum() for c in token) else 0
+    per_char = math.log2(max(pool, 2))
+    bits = 0.0
+    previous = None
+    for char in token:
+        if previous is not None and char == previous:
+            pass
+        elif previous is not None and abs(ord(char) - ord(previous)) == 1:
+            bits += 1.0
+        else:
+            bits += per_char
+        previous = char
+    return bits
+
+
 def token_is_weak(token: str | None) -> bool:
-    """Empty, a known placeholder, or too short to resist guessing."""
+    """Empty, a known placeholder, too short, or too predictable (low entropy) to resist
+    guessing."""
     if not token:
         return True
-    return token.strip().lower() in PLACEHOLDER_SECRETS or len(token) < MIN_TOKEN_CHARS
+    return (
+        token.strip().lower() in PLACEHOLDER_SECRETS
+        or len(token) < MIN_TOKEN_CHARS
+        or token_bits(token) < MIN_TOKEN_BITS
+    )
 
 
 def check_admin_token(settings: Settings, host: str) -> None:
@@ -64,7 +104,8 @@ def check_admin_token(settings: Settings, host: str) -> None:
     if token_is_weak(admin_token(settings)):
         raise ConfigError(
             f"serving on {host} needs a strong admin token: set COPINES_ADMIN_TOKEN to a random "
-            f"value of at least {MIN_TOKEN_CHARS} characters (for example the output of "
+            f"value of at least {MIN_TOKEN_CHARS} characters and about {MIN_TOKEN_BITS} bits of "
+            "entropy (not a repeated or simple pattern; for example the output of "
             "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`), "
             "or serve on 127.0.0.1"
         )
@@ -127,3 +168,32 @@ def csrf_ok(session: Session, token: str, given: str | None) -> bool:
     if not given:
         return False
     return hmac.compare_digest(given.encode("utf-8", "replace"), session.csrf_token(token).encode())
+
+
+@dataclass
+class LoginThrottle:
+    """Failed sign-ins per address: after `free` failures, each further attempt must wait
+    0.5 s, then 1, 2, 4... (up to `max_delay`) after the previous failure; a success clears
+    the address. In the process's memory (each worker counts its own)."""
+
+    free: int = 3
+    max_delay: float = 30.0
+    failures: dict[str, tuple[int, float]] = field(default_factory=dict)
+
+    def wait_for(self, ip: str, now: float | None = None) -> float:
+        """Seconds this address must still wait before its next attempt (0: go ahead)."""
+        count, last = self.failures.get(ip, (0, 0.0))
+        if count < self.free:
+            return 0.0
+        delay = min(0.5 * 2 ** (count - self.free), self.max_delay)
+        return max(0.0, last + delay - (now or time.monotonic()))
+
+    def failed(self, ip: str, now: float | None = None) -> None:
+        count, _ = self.failures.get(ip, (0, 0.0))
+        self.failures[ip] = (count + 1, now or time.monotonic())
+        if len(self.failures) > 10_000:  # forget the oldest addresses
+            for key in sorted(self.failures, key=lambda k: self.failures[k][1])[:5_000]:
+                del self.failures[key]
+
+    def succeeded(self, ip: str) -> None:
+        self.failures.pop(ip, None)

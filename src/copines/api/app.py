@@ -17,6 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from copines.api import lifecycle
 from copines.api.guards import ApiGuard
 from copines.api.metrics import Metrics
 from copines.api.ratelimit import ChatLimits, build_limiter
@@ -39,13 +40,25 @@ def validation_message(errors: list[dict[str, Any]]) -> str:
     if not errors:
         return "Requête invalide."
     first = errors[0]
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
     field = ".".join(loc)
     kind = first.get("type", "")
     if kind == "json_invalid":
         position = next((p for p in first.get("loc", ()) if isinstance(p, int)), None)
         where = f"erreur vers le caractère {position}" if position is not None else "illisible"
         return BAD_JSON.format(where=where) + " Vérifie les guillemets et les virgules."
+    if field == "message" and isinstance(first.get("input"), str):
+        # The visitor's own message: the sentence written for her (empty, too long, hidden
+        # characters), as the route would have said it.
+        from copines.api.guards import clean_message
+        from copines.errors import InputError
+
+        try:
+            clean_message(
+                first["input"], len(first["input"]) if kind != "string_too_long" else 2000
+            )
+        except InputError as exc:
+            return str(exc)
     if kind == "missing":
         return f"Le champ « {field} » est obligatoire."
     if kind in ("model_attributes_type", "dict_type") and not field:
@@ -58,6 +71,11 @@ def validation_message(errors: list[dict[str, Any]]) -> str:
         return f"Le champ « {field} » doit valoir {expected}."
     if kind == "string_type":
         return f"Le champ « {field} » doit être un texte."
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        ctx = first.get("ctx") or {}
+        low, high = ctx.get("ge", ctx.get("gt")), ctx.get("le", ctx.get("lt"))
+        bound = f"au moins {low}" if low is not None else f"au plus {high}"
+        return f"Le champ « {field} » est hors des valeurs permises ({bound})."
     if kind in ("int_type", "int_parsing"):
         return f"Le champ « {field} » doit être un nombre entier."
     return f"Le champ « {field} » n'a pas le bon format (le détail est dans « errors »)."
@@ -79,6 +97,11 @@ def add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+            # A body that is not even text (FastAPI's own English 400): a 422 like bad JSON.
+            app.state.metrics.http_errors.labels(status="422").inc()
+            detail = BAD_JSON.format(where="illisible") + " Envoie du JSON en UTF-8."
+            return JSONResponse({"detail": detail, "errors": []}, status_code=422)
         app.state.metrics.http_errors.labels(status=str(exc.status_code)).inc()
         return JSONResponse(
             {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
@@ -131,6 +154,21 @@ def add_docs(app: FastAPI) -> None:
         )
 
 
+def state_limits(app: FastAPI, settings: Settings) -> None:
+    """The OpenAPI schema states the limits in force (a setting, not a constant)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            message = schema["components"]["schemas"]["ChatCreate"]["properties"]["message"]
+            message["maxLength"] = settings.max_message_chars
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def include_admin(app: FastAPI) -> None:
     """The console (issue 6) lives in copines.api.routes.admin when it is built."""
     try:
@@ -174,6 +212,11 @@ def create_app(
         prepare = getattr(turns, "prepare", None)
         if prepare is not None:
             await prepare()  # routing exemplars embedded before the first visitor
+        undo_signals = (
+            lifecycle.install(turns, settings.shutdown_grace)
+            if hasattr(turns, "begin_shutdown")
+            else (lambda: None)
+        )
         # What startup built lives as long as the process: out of the garbage collector's
         # sight, so that its full collections (several during a burst of visitors) do not
         # walk the app, the models and the indexes every time.
@@ -191,6 +234,7 @@ def create_app(
         try:
             yield
         finally:
+            undo_signals()
             if purging is not None:
                 purging.cancel()
             await app.state.sync.aclose()
@@ -214,6 +258,7 @@ def create_app(
     app.state.metrics = Metrics()
     app.state.embedder_ready = False
     add_error_handlers(app)
+    state_limits(app, settings)
     for module in (chat, conversations, feedback, health, widget):
         app.include_router(module.router)
     include_admin(app)
@@ -221,6 +266,7 @@ def create_app(
         ApiGuard,
         allowed_origins=settings.allowed_origins,
         max_body_bytes=settings.max_body_bytes,
+        public_origin=settings.public_origin,
         on_refusal=lambda status: app.state.metrics.http_errors.labels(status=str(status)).inc(),
     )
     # Outermost: answers preflights and adds CORS headers, refusals included.
@@ -233,3 +279,13 @@ def create_app(
         max_age=600,
     )
     return app
+
+
+def create_served_app() -> FastAPI:
+    """The app as `copines serve` runs it (in each worker process): logging set up first, as
+    JSON lines on stdout at the `log_level` setting."""
+    from copines.logs import setup_logging
+
+    settings = get_settings()
+    setup_logging(settings=settings)
+    return create_app(settings)

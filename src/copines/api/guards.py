@@ -24,20 +24,20 @@ def normalise_origin(origin: str) -> str:
 
 
 def clean_message(text: str, max_chars: int) -> str:
-    """The trimmed message, or InputError (in French) when it is empty, too long or has
-    control characters (tabs and line breaks are fine)."""
-    message = text.strip()
+    """The trimmed message, or InputError (in French) when it is empty, longer than
+    `max_chars` as sent, or has control characters (tabs and line breaks are fine)."""
+    message = text.replace("\u2028", "\n").replace("\u2029", "\n").strip()
     if not message:
         raise InputError("Ton message est vide : écris ta question avant d'envoyer.")
-    if len(message) > max_chars:
+    if len(text) > max_chars:  # as sent: the limit the API's schema states
         raise InputError(
-            f"Ton message fait {len(message)} caractères : {max_chars} au plus, "
+            f"Ton message fait {len(text)} caractères : {max_chars} au plus, "
             "raccourcis-le un peu s'il te plaît."
         )
     for char in message:
         if char in "\n\t\r":
             continue
-        if unicodedata.category(char) in ("Cc", "Cs") or char in "\u2028\u2029":
+        if unicodedata.category(char) in ("Cc", "Cs"):
             raise InputError(
                 "Ton message contient des caractères de contrôle invisibles ; "
                 "retire-les et renvoie-le."
@@ -49,15 +49,24 @@ class ApiGuard:
     """Pure ASGI middleware for /api/*: refuse foreign origins (403) and big bodies (413).
 
     A request without an Origin header (curl, a server) passes: Origin is what browsers send,
-    and it is browsers on other sites that this check keeps out. The service's own pages
-    (same scheme, host and port) are always allowed.
+    and it is browsers on other sites that this check keeps out. The service's own pages are
+    allowed: its configured public origin, and the address of the socket it listens on; never
+    the request's Host header, which the sender writes.
     """
 
     def __init__(
-        self, app: ASGIApp, *, allowed_origins: list[str], max_body_bytes: int, on_refusal=None
+        self,
+        app: ASGIApp,
+        *,
+        allowed_origins: list[str],
+        max_body_bytes: int,
+        on_refusal=None,
+        public_origin: str | None = None,
     ):
         self.app = app
         self.allowed = {normalise_origin(o) for o in allowed_origins}
+        if public_origin:
+            self.allowed.add(normalise_origin(public_origin))
         self.any_origin = "*" in allowed_origins
         self.max_body = max_body_bytes
         self.on_refusal = on_refusal or (lambda status: None)
@@ -113,8 +122,14 @@ class ApiGuard:
         wanted = normalise_origin(origin)
         if self.any_origin or wanted in self.allowed:
             return True
-        own = f"{scope.get('scheme', 'http')}://{headers.get('host', '')}".lower()
-        return wanted == own
+        server = scope.get("server")
+        if not server or server[1] is None:
+            return False
+        host, port = server
+        host = f"[{host}]" if ":" in host else host
+        default = {"http": 80, "https": 443}.get(scope.get("scheme", "http"))
+        own = f"{scope.get('scheme', 'http')}://{host}" + (f":{port}" if port != default else "")
+        return wanted == own.lower()
 
     async def _refuse(self, send: Send, status: int, detail: str) -> None:
         self.on_refusal(status)

@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+# The largest id accepted: what JSON numbers (and the widget's JavaScript) hold exactly; far
+# below what SQLite and Postgres (bigint) store, so no lookup overflows.
+MAX_ID = 2**53 - 1
+# What a message may hold: no control characters (tabs and line breaks are fine) and at
+# least one visible character (the rules of api.guards.clean_message, which also turns the
+# Unicode line and paragraph separators into line breaks).
+_FORBIDDEN = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
+MESSAGE_PATTERN = rf"^[^{_FORBIDDEN}]*[^{_FORBIDDEN}\s][^{_FORBIDDEN}]*$"
 
 
 class ChatCreate(BaseModel):
@@ -14,7 +23,17 @@ class ChatCreate(BaseModel):
     The conversation token goes in the `X-Conversation-Token` header (preferred) or in `token`.
     """
 
-    message: str = Field(description="The visitor's message (1 to 2,000 characters once trimmed).")
+    model_config = ConfigDict(regex_engine="python-re")  # the same regex as the checks
+
+    message: str = Field(
+        min_length=1,
+        pattern=MESSAGE_PATTERN,
+        # Checked by the route against the `max_message_chars` setting, which the app's
+        # OpenAPI states here (copines.api.app.state_limits).
+        json_schema_extra={"maxLength": 2000},
+        description="The visitor's message: at most `maxLength` characters, at least one "
+        "visible, no control characters (tabs and line breaks are fine).",
+    )
     conversation_id: str | None = Field(None, max_length=64)
     token: str | None = Field(
         None, max_length=128, description="Or the X-Conversation-Token header."
@@ -90,7 +109,7 @@ class FeedbackCreate(BaseModel):
     """Thumbs up or down on one answer. The token goes in `X-Conversation-Token` or `token`."""
 
     conversation_id: str = Field(max_length=64)
-    message_id: int
+    message_id: int = Field(ge=1, le=MAX_ID)
     rating: Literal["up", "down"]
     comment: str = Field("", max_length=1000)
     token: str | None = Field(None, max_length=128)
@@ -115,6 +134,20 @@ class ErrorPublic(BaseModel):
 
     detail: str
     errors: list[dict[str, Any]] | None = None
+
+
+class FieldError(BaseModel):
+    loc: list[str | int]
+    type: str | None = None
+    msg: str | None = None
+
+
+class ValidationErrorPublic(BaseModel):
+    """A request that does not fit the schema: a French sentence about its first problem, and
+    every problem in `errors` (422)."""
+
+    detail: str
+    errors: list[FieldError] = []
 
 
 class HealthPublic(BaseModel):

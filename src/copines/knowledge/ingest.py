@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import inspect
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from copines.errors import ConfigError, CopinesError, InputError
 from copines.experts import SHARED, Expert
 from copines.knowledge.chunking import chunk_document
-from copines.knowledge.loaders import SUPPORTED, LoadedDocument, load_document
+from copines.knowledge.loaders import SUPPORTED, LoadedDocument
 from copines.knowledge.ownership import OwnerDecision, OwnerTagger
+from copines.knowledge.parsing import ParseLimits, parse_document
 from copines.providers.embeddings import Embedder
 from copines.store.base import DocumentRecord, Store, chunk_embed_text
 from copines.store.sqlite import mismatch_error
@@ -60,8 +62,14 @@ class Ingester:
     """Turns files into an expert's (or the shared) knowledge."""
 
     def __init__(
-        self, store: Store, embedder: Embedder, experts: dict[str, Expert], tagger: OwnerTagger
+        self,
+        store: Store,
+        embedder: Embedder,
+        experts: dict[str, Expert],
+        tagger: OwnerTagger,
+        limits: ParseLimits | None = None,
     ):
+        self.limits = limits or ParseLimits()
         self.store = store
         self.embedder = embedder
         self.experts = experts
@@ -97,6 +105,12 @@ class Ingester:
 
         async def one(path: Path) -> IngestResult:
             try:
+                size = path.stat().st_size
+                if size > self.limits.max_file_bytes:  # refused before it is read
+                    limit = self.limits.max_file_bytes / 1024 / 1024
+                    return IngestResult(
+                        path.name, "skipped", detail=f"fichier trop gros ({limit:.0f} Mo au plus)"
+                    )
                 return await self.ingest_file(path, path.read_bytes(), owner, replace)
             except ConfigError:
                 raise
@@ -140,7 +154,7 @@ class Ingester:
         return await self.ingest_content(
             path.name,
             content_hash(data),
-            lambda: load_document(path, data),
+            lambda: parse_document(path, data, self.limits),
             owner=owner,
             replace=replace,
             source_path=str(path),
@@ -151,7 +165,7 @@ class Ingester:
         self,
         filename: str,
         digest: str,
-        load: Callable[[], LoadedDocument],
+        load: Callable[[], LoadedDocument | Awaitable[LoadedDocument]],
         *,
         owner: str = "auto",
         replace: bool = False,
@@ -174,8 +188,12 @@ class Ingester:
                 filename, "unchanged", existing.owner, existing.owner_reason, existing.chunks
             )
 
-        loaded = load()
-        chunks = chunk_document(loaded.text, loaded.title)
+        # The parse runs off the event loop: a file's in a child process under limits
+        # (copines.knowledge.parsing), another source's loader on a thread.
+        loaded = await asyncio.to_thread(load)
+        if inspect.isawaitable(loaded):
+            loaded = await loaded
+        chunks = await asyncio.to_thread(chunk_document, loaded.text, loaded.title)
         if not chunks:
             raise InputError("no text found in it")
         vectors = await self.embedder.embed(

@@ -1,8 +1,15 @@
 """Chat models: any OpenAI-compatible `/chat/completions` API, OpenRouter by default.
 
-One retry with backoff on a 5xx, a 429 or a timeout, then the fallback model; any other 4xx is
-a `ProviderError` naming the model and the status. Tokens and cost come from the API's `usage`
-(OpenRouter reports `cost`) or, failing that, from the price table in Settings.
+One retry with backoff on a 5xx, a 429, a timeout or an answer of the wrong shape, then the
+fallback model; any other 4xx is a `ProviderError` naming the model and the status. Tokens and
+cost come from the API's `usage` (OpenRouter reports `cost`) or, failing that, from the price
+table in Settings.
+
+Every answer is checked before it counts: a body whose `choices[0].message.content` is not a
+non-empty string, a streamed `delta` that is not an object, a stream that ends without `[DONE]`
+or a `finish_reason`, all count as a failure of that model. A stream also has three deadlines:
+the first piece of text (past it, the fallback model takes over), the longest gap between two
+pieces, and the whole answer.
 """
 
 from __future__ import annotations
@@ -54,12 +61,46 @@ class ChatDelta:
 
 
 class _Retryable(Exception):
-    """A failure worth a retry or the fallback model (5xx, 429, timeout, connection)."""
+    """A failure worth a retry or the fallback model (5xx, 429, timeout, connection, a bad
+    shape). `again` is False when the same model is not worth a second try (a missed
+    first-token deadline: the fallback takes over at once)."""
 
-    def __init__(self, error: ProviderError, response: httpx.Response | None = None):
+    def __init__(
+        self,
+        error: ProviderError,
+        response: httpx.Response | None = None,
+        *,
+        again: bool = True,
+        cause: str = "provider",
+    ):
         super().__init__(str(error))
         self.error = error
         self.response = response
+        self.again = again
+        self.cause = cause
+
+
+class StreamCut(ProviderError):
+    """A streamed answer failed after some of its text was sent (it cannot be taken back).
+
+    Attributes:
+        partial: the text sent before the failure.
+        cause: `truncated` (ended without [DONE] or finish_reason, or the connection broke),
+            `idle` (a gap between two pieces past the deadline), `deadline` (the whole answer
+            past its deadline), or `provider` (an error or a malformed piece mid-stream).
+    """
+
+    def __init__(self, message: str, *, partial: str, cause: str, provider: str = "chat"):
+        super().__init__(message, provider=provider)
+        self.partial = partial
+        self.cause = cause
+
+
+def _bad_shape(model: str, what: str, status: int | None = None) -> _Retryable:
+    return _Retryable(
+        ProviderError(f"chat: model {model} sent {what}", provider="chat", status=status),
+        cause="malformed",
+    )
 
 
 def cost_of(usage: Usage, model: str, prices: dict[str, tuple[float, float]]) -> float | None:
@@ -79,10 +120,19 @@ def _usage(raw: Any) -> Usage | None:
         return None
     cost = raw.get("cost")
     return Usage(
-        prompt_tokens=int(raw.get("prompt_tokens") or 0),
-        completion_tokens=int(raw.get("completion_tokens") or 0),
-        cost_usd=float(cost) if isinstance(cost, int | float) else None,
+        prompt_tokens=_count(raw.get("prompt_tokens")),
+        completion_tokens=_count(raw.get("completion_tokens")),
+        cost_usd=float(cost)
+        if isinstance(cost, int | float) and not isinstance(cost, bool)
+        else None,
     )
+
+
+def _count(value: Any) -> int:
+    """A token count as reported, or 0 when it is not a sane integer."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    return int(value) if 0 <= value < 10**9 else 0
 
 
 class ChatClient:
@@ -109,7 +159,15 @@ class ChatClient:
         retries: int = 1,
         prices: dict[str, tuple[float, float]] | None = None,
         backoff: float = 0.25,
+        first_token_timeout: float | None = None,
+        idle_timeout: float | None = None,
+        stream_deadline: float | None = None,
     ):
+        self.first_token_timeout = first_token_timeout
+        # Set by begin_shutdown (on the loop's clock): every wait ends by then.
+        self.shutdown_at: float | None = None
+        self.idle_timeout = idle_timeout
+        self.stream_deadline = stream_deadline
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.fallback_model = fallback_model
         self.retries = retries
@@ -128,6 +186,7 @@ class ChatClient:
         self._timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
         # One connection per streamed answer: a pool of 100 would queue the rest.
         self._client = async_client(self._timeout, max_connections=2000)
+        self._waits: set[asyncio.Timeout] = set()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ChatClient:
@@ -150,10 +209,35 @@ class ChatClient:
             read_timeout=settings.llm_read_timeout,
             retries=settings.llm_retries,
             prices=settings.prices,
+            first_token_timeout=settings.llm_first_token_timeout,
+            idle_timeout=settings.llm_idle_timeout,
+            stream_deadline=settings.turn_deadline,
         )
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+    def begin_shutdown(self, grace: float) -> None:
+        """The process is stopping: every call still waiting on a model gets `grace` seconds
+        more, then fails with the cause `shutdown` (the fallback is not tried)."""
+        self.shutdown_at = asyncio.get_running_loop().time() + grace
+        for clock in list(self._waits):
+            when = clock.when()
+            if when is None or when > self.shutdown_at:
+                clock.reschedule(self.shutdown_at)
+
+    @contextlib.asynccontextmanager
+    async def _wait_until(self, when: float | None) -> AsyncIterator[None]:
+        """A timeout at `when` (or at the shutdown deadline, the earlier), that begin_shutdown
+        can bring forward."""
+        if self.shutdown_at is not None:
+            when = self.shutdown_at if when is None else min(when, self.shutdown_at)
+        async with asyncio.timeout_at(when) as clock:
+            self._waits.add(clock)
+            try:
+                yield
+            finally:
+                self._waits.discard(clock)
 
     # Public API ----------------------------------------------------------------------
     async def complete(
@@ -173,15 +257,27 @@ class ChatClient:
             ProviderError: every attempt failed, or a 4xx other than 429 (names model and status).
         """
         started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self.stream_deadline if self.stream_deadline else None
         attempts: list[str] = []
         for current in self._plan(model, fallback):
             for attempt in range(self.retries + 1 if current == model else 1):
                 try:
-                    result = await self._complete_once(
-                        messages, current, temperature, max_tokens, timeout, json_mode
-                    )
+                    async with self._wait_until(end):
+                        result = await self._complete_once(
+                            messages, current, temperature, max_tokens, timeout, json_mode
+                        )
+                except TimeoutError as exc:
+                    now = asyncio.get_running_loop().time()
+                    error = self._deadline_error(current, False, now, end)
+                    if error.cause == "shutdown":
+                        raise StreamCut(str(error.error), partial="", cause="shutdown") from exc
+                    attempts.append(f"{current}: {error.error}")
+                    break
                 except _Retryable as exc:
                     attempts.append(f"{current}: {exc.error}")
+                    if not exc.again:
+                        break
                     if attempt < self.retries and current == model:
                         await asyncio.sleep(retry_delay(attempt + 1, exc.response, self.backoff))
                     continue
@@ -203,33 +299,55 @@ class ChatClient:
         temperature: float = 0.7,
         max_tokens: int = 1000,
         fallback: bool = True,
+        first_token_timeout: float | None = None,
+        idle_timeout: float | None = None,
+        deadline: float | None = None,
     ) -> AsyncIterator[ChatDelta]:
         """Stream `model`'s answer; the last delta carries the `ChatResult`.
 
-        Retries and the fallback apply until the first piece of text has arrived; a failure
-        after that raises `ProviderError` (the text already sent cannot be taken back).
+        Retries and the fallback apply until the first piece of text has arrived (a model
+        silent past `first_token_timeout` seconds hands over to the fallback at once); a
+        failure after that raises `StreamCut` with the text already sent (it cannot be taken
+        back). `idle_timeout` bounds the gap between two pieces and `deadline` the whole
+        stream, fallback included (seconds; None: the client's settings, then no limit).
+
+        Raises:
+            StreamCut: a failure once text was sent (its cause says which).
+            ProviderError: no model sent any text.
         """
+        loop = asyncio.get_running_loop()
         started = time.perf_counter()
+        first = first_token_timeout or self.first_token_timeout
+        idle = idle_timeout or self.idle_timeout
+        whole = deadline or self.stream_deadline
+        end = loop.time() + whole if whole else None
         attempts: list[str] = []
         for current in self._plan(model, fallback):
             for attempt in range(self.retries + 1 if current == model else 1):
-                sent = False
+                if end is not None and loop.time() >= end:
+                    attempts.append(f"{current}: not tried, the answer's deadline passed")
+                    break
+                sent: list[str] = []
                 try:
                     async for delta in self._stream_once(
-                        messages, current, temperature, max_tokens
+                        messages, current, temperature, max_tokens, first, idle, end
                     ):
                         if delta.result is not None:
                             delta.result.fell_back = current != model
                             delta.result.attempts = attempts
                             delta.result.elapsed_ms = (time.perf_counter() - started) * 1000
                         elif delta.text:
-                            sent = True
+                            sent.append(delta.text)
                         yield delta
                     return
                 except _Retryable as exc:
-                    if sent:
-                        raise exc.error from exc
+                    if sent or exc.cause == "shutdown":
+                        raise StreamCut(
+                            str(exc.error), partial="".join(sent), cause=exc.cause
+                        ) from exc
                     attempts.append(f"{current}: {exc.error}")
+                    if not exc.again:
+                        break
                     if attempt < self.retries and current == model:
                         await asyncio.sleep(retry_delay(attempt + 1, exc.response, self.backoff))
         raise ProviderError(
@@ -312,46 +430,82 @@ class ChatClient:
             raise error
         try:
             body = response.json()
-            text = body["choices"][0]["message"].get("content") or ""
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise _Retryable(
-                ProviderError(
-                    f"chat: model {model} sent an answer without choices[0].message",
-                    provider=self.provider,
-                    status=response.status_code,
-                )
-            ) from exc
+        except ValueError as exc:
+            raise _bad_shape(model, "a body that is not JSON", response.status_code) from exc
+        text = _answer_text(body)
+        if text is None:
+            raise _bad_shape(
+                model, "an answer without a text in choices[0].message", response.status_code
+            )
+        if not text.strip():
+            raise _bad_shape(model, "an empty answer", response.status_code)
         usage = _usage(body.get("usage")) or Usage()
         usage.cost_usd = cost_of(usage, model, self.prices)
-        return ChatResult(text=text, model=body.get("model") or model, usage=usage)
+        answered_by = body.get("model")
+        return ChatResult(
+            text=text,
+            model=answered_by if isinstance(answered_by, str) and answered_by else model,
+            usage=usage,
+        )
 
-    def _stream_line(self, line: str, model: str) -> tuple[str, str | None, Usage | None, bool]:
-        """One line of the SSE stream: (text piece, model, usage, the stream is over)."""
+    def _stream_line(self, line: str, model: str) -> tuple[str, str | None, Usage | None, str]:
+        """One line of the SSE stream: (text piece, model, usage, state), where state is
+        `""` (going on), `finished` (a finish_reason) or `done` ([DONE]).
+
+        Raises:
+            _Retryable: an error object, a finish_reason of `error`, or a piece of the wrong
+                shape (not JSON, `choices` not a list, a `delta` or `content` of another type).
+        """
         line = line.strip()
         if not line.startswith("data:"):
-            return "", None, None, False  # blank separators and ": keep-alive" comments
+            return "", None, None, ""  # blank separators and ": keep-alive" comments
         data = line[5:].strip()
         if data == "[DONE]":
-            return "", None, None, True
+            return "", None, None, "done"
         try:
             chunk = json.loads(data)
-        except ValueError:
-            return "", None, None, False
+        except ValueError as exc:
+            raise _bad_shape(model, "a stream piece that is not JSON") from exc
         if not isinstance(chunk, dict):
-            return "", None, None, False
+            raise _bad_shape(model, "a stream piece that is not an object")
         if "error" in chunk:
             raise _Retryable(
-                ProviderError(
-                    f"chat: model {model} failed mid-stream: {str(chunk['error'])[:200]}",
-                    provider=self.provider,
-                )
+                ProviderError(f"chat: model {model} failed mid-stream", provider=self.provider)
             )
-        pieces = [
-            (choice.get("delta") or {}).get("content") or ""
-            for choice in chunk.get("choices") or []
-            if isinstance(choice, dict)
-        ]
-        return "".join(pieces), chunk.get("model"), _usage(chunk.get("usage")), False
+        choices = chunk.get("choices")
+        if choices is None:
+            choices = []
+        if not isinstance(choices, list):
+            raise _bad_shape(model, "a stream piece whose choices are not a list")
+        pieces: list[str] = []
+        state = ""
+        for choice in choices:
+            if not isinstance(choice, dict):
+                raise _bad_shape(model, "a stream choice that is not an object")
+            delta = choice.get("delta")
+            if delta is None:
+                delta = {}
+            if not isinstance(delta, dict):
+                raise _bad_shape(model, "a stream delta that is not an object")
+            content = delta.get("content")
+            if content is not None and not isinstance(content, str):
+                raise _bad_shape(model, "a stream delta whose content is not a text")
+            if content:
+                pieces.append(content)
+            reason = choice.get("finish_reason")
+            if reason == "error":
+                raise _Retryable(
+                    ProviderError(f"chat: model {model} ended on an error", provider="chat")
+                )
+            if reason:
+                state = "finished"
+        answered_by = chunk.get("model")
+        return (
+            "".join(pieces),
+            answered_by if isinstance(answered_by, str) and answered_by else None,
+            _usage(chunk.get("usage")),
+            state,
+        )
 
     async def _stream_once(
         self,
@@ -359,48 +513,117 @@ class ChatClient:
         model: str,
         temperature: float,
         max_tokens: int,
+        first: float | None,
+        idle: float | None,
+        end: float | None,
     ) -> AsyncIterator[ChatDelta]:
+        """One model's stream, under the three deadlines (`end` on the loop's clock)."""
+        loop = asyncio.get_running_loop()
         payload = self._payload(messages, model, temperature, max_tokens, True)
         parts: list[str] = []
         usage: Usage | None = None
         answered_by = model
+        first_end = loop.time() + first if first else None
+
+        def next_deadline() -> float | None:
+            """When the current wait must end: the first piece's, then the gap's, deadline,
+            never past the whole answer's."""
+            wait = first_end if not parts else (loop.time() + idle if idle else None)
+            if wait is None:
+                return end
+            return wait if end is None else min(wait, end)
+
+        finished = done = False
+        # Each wait (the response's headers, then each network read) runs under the deadline
+        # in force; never the time the caller spends between two pieces.
         try:
-            async with self._client.stream(
-                "POST", self.url, json=payload, headers=self._headers
-            ) as response:
-                if response.status_code >= 400:
-                    body = (await response.aread()).decode("utf-8", "replace")
-                    error = self._error(model, response.status_code, body)
-                    if response.status_code in RETRYABLE_STATUS:
-                        raise _Retryable(error, response)
-                    raise error
+            async with contextlib.AsyncExitStack() as stack:
+                async with self._wait_until(next_deadline()):
+                    response = await stack.enter_async_context(
+                        self._client.stream("POST", self.url, json=payload, headers=self._headers)
+                    )
+                    if response.status_code >= 400:
+                        body = (await response.aread()).decode("utf-8", "replace")
+                        error = self._error(model, response.status_code, body)
+                        if response.status_code in RETRYABLE_STATUS:
+                            raise _Retryable(error, response)
+                        raise error
                 # Parsed a network read at a time: everything that arrived together becomes
                 # one delta. A model writing token by token still gives one delta per token;
                 # when the worker falls behind (hundreds of answers at once), the pieces that
-                # queued up travel as one event instead of a dozen (about 40 µs each).
-                done = False
-                async with contextlib.aclosing(_read_lines(response)) as reads:
-                    async for lines in reads:
-                        batch: list[str] = []
-                        for line in lines:
-                            piece, chunk_model, chunk_usage, done = self._stream_line(line, model)
-                            answered_by = chunk_model or answered_by
-                            usage = chunk_usage or usage
-                            if piece:
-                                batch.append(piece)
-                            if done:
-                                break
-                        if batch:
-                            text = "".join(batch)
-                            parts.append(text)
-                            yield ChatDelta(text=text)
-                        if done:
+                # queued up travel as one event instead of a dozen.
+                reads = await stack.enter_async_context(contextlib.aclosing(_read_lines(response)))
+                while not done:
+                    try:
+                        async with self._wait_until(next_deadline()):
+                            lines = await anext(reads)
+                    except StopAsyncIteration:
+                        break
+                    batch: list[str] = []
+                    for line in lines:
+                        piece, chunk_model, chunk_usage, state = self._stream_line(line, model)
+                        answered_by = chunk_model or answered_by
+                        usage = chunk_usage or usage
+                        if piece:
+                            batch.append(piece)
+                        finished = finished or bool(state)
+                        if state == "done":
+                            done = True
                             break
+                    if batch:
+                        text = "".join(batch)
+                        parts.append(text)
+                        yield ChatDelta(text=text)
+        except TimeoutError as exc:
+            raise self._deadline_error(model, bool(parts), loop.time(), end) from exc
         except httpx.HTTPError as exc:
-            raise self._transport_error(exc, model, f"stream from model {model} broke") from exc
+            error = self._transport_error(exc, model, f"stream from model {model} broke")
+            error.cause = "truncated"
+            raise error from exc
+        if not finished:
+            raise _Retryable(
+                ProviderError(
+                    f"chat: the stream of model {model} ended without [DONE] or a finish_reason",
+                    provider=self.provider,
+                ),
+                cause="truncated",
+            )
+        if not "".join(parts).strip():
+            raise _bad_shape(model, "an empty answer")
         usage = usage or Usage()
         usage.cost_usd = cost_of(usage, model, self.prices)
         yield ChatDelta(result=ChatResult(text="".join(parts), model=answered_by, usage=usage))
+
+    def _deadline_error(self, model: str, sent: bool, now: float, end: float | None) -> _Retryable:
+        """Which deadline passed: the shutdown's, the whole answer's, the first piece's, or a
+        gap's."""
+        if self.shutdown_at is not None and now >= self.shutdown_at - 0.01:
+            message, cause = f"chat: model {model} stopped by the server's shutdown", "shutdown"
+        elif end is not None and now >= end - 0.01:
+            message, cause = f"chat: model {model} passed the answer's deadline", "deadline"
+        elif not sent:
+            message, cause = (
+                f"chat: model {model} sent nothing before the first-token deadline",
+                "first_token",
+            )
+        else:
+            message, cause = f"chat: model {model} went silent past the idle deadline", "idle"
+        # A silent model is not asked twice: the fallback takes over at once.
+        return _Retryable(ProviderError(message, provider=self.provider), again=False, cause=cause)
+
+
+def _answer_text(body: Any) -> str | None:
+    """`choices[0].message.content` when the body has that shape and it is a text, else None."""
+    if not isinstance(body, dict):
+        return None
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return None
+    message = choices[0].get("message")
+    if not isinstance(message, dict):
+        return None
+    content = message.get("content")
+    return content if isinstance(content, str) else None
 
 
 async def _read_lines(response: httpx.Response) -> AsyncIterator[list[str]]:

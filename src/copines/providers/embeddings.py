@@ -14,6 +14,7 @@ import numpy as np
 from copines.blas import use_one_blas_thread
 from copines.config import Settings
 from copines.errors import ConfigError, ProviderError
+from copines.providers import spend
 from copines.providers.http import async_client, post_json
 from copines.providers.local_use import UseForward
 
@@ -77,10 +78,14 @@ class Embedder(ABC):
                 self.embed, self.batch_size, self.max_inflight_batches
             )
         vector = await batcher.submit(text)
+        self.charge(text)
         cache[text] = vector
         if len(cache) > self.cache_size:
             cache.popitem(last=False)
         return vector
+
+    def charge(self, text: str) -> None:
+        """Count one embedded text against the running turn's spend (paid embedders)."""
 
     async def embed_many(self, texts: list[str]) -> list[np.ndarray]:
         """Embed a few texts through `embed_one` (cache, then shared batches), concurrently."""
@@ -283,6 +288,7 @@ class OpenAIEmbedder(Embedder):
         batch_size: int = 64,
         timeout: float = 20.0,
         retries: int = 2,
+        price_per_million: float | None = None,
     ):
         self.model = model
         self.dim = dimensions
@@ -291,6 +297,10 @@ class OpenAIEmbedder(Embedder):
         self._url = base_url.rstrip("/") + "/embeddings"
         self._headers = {"Authorization": f"Bearer {api_key}"}
         self._retries = retries
+        self.price_per_million = price_per_million
+        # Tokens per character, from the API's usage figures (a batch mixes several turns'
+        # texts: each is charged its share).
+        self.tokens_per_char = 0.3
         # Many visitors at once each embed their message: do not queue behind a pool of 100.
         self._client = async_client(httpx.Timeout(timeout, connect=5.0), max_connections=1000)
 
@@ -318,7 +328,17 @@ class OpenAIEmbedder(Embedder):
                 f"embeddings: expected {len(texts)} vectors of {self.dim}, got {matrix.shape}",
                 provider="embeddings",
             )
+        usage = body.get("usage") if isinstance(body, dict) else None
+        tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+        chars = sum(len(t) for t in texts)
+        if isinstance(tokens, int) and tokens > 0 and chars:
+            self.tokens_per_char = tokens / chars
         return matrix
+
+    def charge(self, text: str) -> None:
+        tokens = max(1, round(len(text) * self.tokens_per_char))
+        price = self.price_per_million
+        spend.add_embedding(tokens, tokens * price / 1_000_000 if price is not None else None)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -336,5 +356,6 @@ def build_embedder(settings: Settings) -> Embedder:
             base_url=settings.embeddings_base_url,
             batch_size=settings.embeddings_batch_size,
             timeout=settings.embeddings_timeout,
+            price_per_million=settings.prices.get(settings.embeddings_model, (None, 0))[0],
         )
     return LocalEmbedder(threads=settings.local_embedder_threads)

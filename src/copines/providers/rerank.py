@@ -12,6 +12,7 @@ import httpx
 
 from copines.config import Settings
 from copines.errors import ProviderError
+from copines.providers import spend
 from copines.providers.http import post_json
 from copines.store.base import Passage
 from copines.text import stem, words
@@ -135,8 +136,10 @@ class CohereReranker(Reranker):
         timeout: float = 3.0,
         retries: int = 1,
         fallback: Reranker | None = None,
+        price_per_1000: float | None = 2.0,
     ):
         self.model = model
+        self.price_per_1000 = price_per_1000
         self._url = base_url.rstrip("/") + "/v2/rerank"
         self._headers = {"Authorization": f"Bearer {api_key}"}
         self._retries = retries
@@ -163,6 +166,11 @@ class CohereReranker(Reranker):
                 retries=self._retries,
             )
             results = body["results"]
+            billed = (body.get("meta") or {}).get("billed_units") or {}
+            searches = billed.get("search_units") if isinstance(billed, dict) else None
+            searches = searches if isinstance(searches, int | float) else 1
+            price = self.price_per_1000
+            spend.add_rerank(int(searches), searches * price / 1000 if price is not None else None)
             ranked = [
                 replace(passages[int(r["index"])], score=round(float(r["relevance_score"]), 4))
                 for r in results
@@ -186,5 +194,6 @@ def build_reranker(settings: Settings) -> Reranker:
             model=settings.cohere_rerank_model,
             base_url=settings.cohere_base_url,
             timeout=settings.rerank_timeout,
+            price_per_1000=settings.rerank_price_per_1000,
         )
     return LocalReranker()

@@ -284,6 +284,10 @@ class Store(ABC):
         """True when the console session `nonce` was closed before its expiry."""
 
     # Knowledge -----------------------------------------------------------------------
+    async def register_owners(self, owners: list[str]) -> None:  # noqa: B027 - optional
+        """Record the owners a document may have (the experts' ids and 'shared'), for stores
+        that enforce them themselves (Postgres: a trigger refuses any other)."""
+
     @abstractmethod
     async def get_embedder_id(self) -> str | None:
         """Which embedder made the stored vectors (None while the store has none)."""

@@ -27,7 +27,7 @@ from psycopg.types import TypeInfo
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from copines.config import Settings
-from copines.errors import ConfigError, NotFoundError, StoreBusyError
+from copines.errors import ConfigError, InputError, NotFoundError, StoreBusyError
 from copines.experts import SHARED
 from copines.store.base import ChunkRecord, DocumentRecord, Passage, Store, StoredChunk
 from copines.store.pg_migrate import apply_migrations, parse_version
@@ -294,6 +294,18 @@ class PostgresStore(
         embeddings: np.ndarray,
         embedder_id: str,
     ) -> int:
+        try:
+            return await self._save_document(document, chunks, embeddings, embedder_id)
+        except psycopg.errors.CheckViolation as exc:
+            raise InputError(f"unknown owner '{document.owner}' (refused by the database)") from exc
+
+    async def _save_document(
+        self,
+        document: DocumentRecord,
+        chunks: list[ChunkRecord],
+        embeddings: np.ndarray,
+        embedder_id: str,
+    ) -> int:
         if len(chunks) != len(embeddings):
             raise ValueError("one embedding per chunk is required")
         vectors = np.ascontiguousarray(embeddings, dtype=np.float32)
@@ -361,7 +373,20 @@ class PostgresStore(
         self._owner_counts_at = 0.0
         return doc_id
 
+    async def register_owners(self, owners: list[str]) -> None:
+        async with self._conn() as conn:
+            await conn.execute(
+                "INSERT INTO copines.owners (id) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING",
+                (list(owners),),
+            )
+
     async def set_owner(self, filename: str, owner: str, reason: str) -> None:
+        try:
+            await self._set_owner(filename, owner, reason)
+        except psycopg.errors.CheckViolation as exc:
+            raise InputError(f"unknown owner '{owner}' (refused by the database)") from exc
+
+    async def _set_owner(self, filename: str, owner: str, reason: str) -> None:
         async with self._tx() as conn:
             if self.dim is not None:
                 await self.lock_for_new_index(conn, owner)

@@ -109,6 +109,14 @@ def test_ingest_refuses_a_local_address_without_the_setting(cli):
     assert "169.254.169.254 is a link-local address" in result.output
 
 
+def test_ingest_refuses_an_address_with_a_password(cli):
+    result = cli("ingest", "https://me:hunter2@agence.test/blog/")
+    assert result.exit_code == 2
+    assert "https://agence.test/blog/ carries a user name or password" in result.output
+    assert "hunter2" not in result.output
+    assert json.loads(cli("sources", "--json").stdout) == []  # nothing registered
+
+
 def test_sync_waits_its_turn(cli, tmp_path: Path):
     import asyncio
 
@@ -123,3 +131,37 @@ def test_sync_waits_its_turn(cli, tmp_path: Path):
     asyncio.run(hold())
     result = cli("sync")
     assert result.exit_code == 2 and "another process is syncing" in result.output
+    with FakeSite() as site:  # ingesting a URL and removing a source wait their turn too
+        site.pages["/blog/instagram-hooks"] = HOOKS
+        result = cli("ingest", f"{site.url}/blog/instagram-hooks")
+        assert result.exit_code == 2 and "another process is syncing" in result.output
+        assert site.requests == []
+    result = cli("sources", "remove", "anything")
+    assert result.exit_code == 2 and "another process is syncing" in result.output
+
+
+def test_a_bad_allowed_network_is_refused_when_settings_are_read(cli, tmp_path: Path):
+    from pydantic import ValidationError
+
+    from tests.conftest import make_settings
+
+    with pytest.raises(ValidationError, match="COPINES_FETCH_ALLOW_NETWORKS: 'intranet'"):
+        make_settings(tmp_path, fetch_allow_networks="127.0.0.1/32, intranet")
+    assert make_settings(tmp_path, fetch_allow_networks="10.0.0.0/8").fetch_allow_networks == [
+        "10.0.0.0/8"
+    ]
+
+
+def test_remote_text_is_printed_as_it_is_not_as_markup(cli):
+    with FakeSite() as site:
+        # An address (the source's name) and an error line carrying Rich's closing tag.
+        url = f"{site.url}/missing[/]x[bold]"
+        result = cli("ingest", url)
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        assert result.exit_code == 1, result.output
+        assert f"{url} (page) partial" in result.output
+        assert "HTTP 404 not found" in result.output and "[/]x[bold]" in result.output
+        listed = cli("sources")
+        assert listed.exit_code == 0 and f"{url} page {url}" in listed.output
+        result = cli("sync", "nope[/]")
+        assert result.exit_code == 2 and "no source named nope[/]" in result.output

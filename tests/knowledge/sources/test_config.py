@@ -54,6 +54,10 @@ def test_each_entry_becomes_a_source(tmp_path: Path):
             "sources:\n  - name: x\n    page: https://a.test/\n  - name: x\n    page: https://b.test/\n",
             "the name 'x' is used twice",
         ),
+        (
+            "sources:\n  - name: x\n    sitemap: https://me:pw@a.test/sitemap.xml\n",
+            "source 1: entry: Value error, refused: https://a.test/sitemap.xml carries a user",
+        ),
         ("sources: {}\n", "expected a list under 'sources:'"),
         ("sources: [\n", "cannot read it as YAML"),
     ],

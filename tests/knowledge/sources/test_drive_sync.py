@@ -29,6 +29,7 @@ def drive(tmp_path: Path):
         server.public_key = private.public_key()
         server.email = key["client_email"]
         (tmp_path / "sa.json").write_text(json.dumps(key))
+        server.add("root", "folder1", "Audrey", FOLDER)
         server.add("folder1", "doc1", "Séquence de bienvenue", GOOGLE_DOC, DOC_V1)
         server.add("folder1", "pdf1", "guide-tunnel.pdf", PDF, files.pdf_bytes())
         docx = files.write_docx(tmp_path)
@@ -62,7 +63,7 @@ def downloads(drive: FakeDrive, since: int = 0) -> list[str]:
     return [
         r.path.split("/")[4]
         for r in drive.requests[since:]
-        if r.path.startswith("/drive/v3/files/")
+        if r.path.startswith("/drive/v3/files/") and "fields" not in r.query  # not files.get
     ]
 
 
@@ -78,6 +79,11 @@ async def test_a_drive_folder_is_synced_and_kept_in_sync(make_deps, tmp_path: Pa
         ], first.errors
         assert first.errors == [] and first.status == "ok"
         assert drive.refused == []
+        folder_get = next(r for r in drive.requests if r.path == "/drive/v3/files/folder1")
+        assert folder_get.query == {
+            "supportsAllDrives": "true",
+            "fields": "id,mimeType,trashed",
+        }
         listing = [r for r in drive.requests if r.path == "/drive/v3/files"]
         assert any(r.query.get("pageToken") for r in listing)  # paging followed
         assert listing[0].query["q"] == "'folder1' in parents and trashed = false"
@@ -142,3 +148,44 @@ async def test_a_folder_id_cannot_reach_into_the_drive_query(make_deps, tmp_path
         [report] = (await sync.sync()).sources
     assert report.status == "failed" and "is not a Drive folder id" in report.errors[0]
     assert [r for r in drive.requests if r.path == "/drive/v3/files"] == []
+
+
+@pytest.mark.parametrize("fault", ["unshared", "trashed", "not a folder", "emptied"])
+async def test_a_folder_that_lists_nothing_removes_nothing(
+    make_deps, tmp_path: Path, drive, fault: str
+):
+    async with make_deps(**settings_for(drive, tmp_path)) as deps:
+        async with syncer(deps) as sync:
+            await sync.sync()
+        kept = {d.filename for d in await deps.store.list_documents()}
+        assert len(kept) == 4
+
+        if fault == "unshared":  # or a typo in the id: Drive lists it as an empty folder
+            drive.unshared.add("folder1")
+            expected = "the folder folder1 is not found or not shared with sync@copines-test"
+        elif fault == "trashed":
+            drive.files["folder1"]["trashed"] = True
+            expected = "Drive: the folder folder1 is in the trash"
+        elif fault == "not a folder":
+            drive.files["folder1"]["mimeType"] = GOOGLE_DOC
+            expected = f"Drive: folder1 is not a folder ({GOOGLE_DOC})"
+        else:  # everything moved out at once: more likely a mistake than a wish
+            for file in drive.files.values():
+                if file["parents"] == ["folder1"]:
+                    file["parents"] = ["elsewhere"]
+            expected = "the source lists none of its 4 known documents: nothing removed"
+        async with syncer(deps) as sync:
+            [report] = (await sync.sync()).sources
+        assert report.status == "failed" and report.removed == []
+        assert expected in report.errors[0], report.errors
+        assert {d.filename for d in await deps.store.list_documents()} == kept
+
+
+async def test_a_drive_file_deleted_by_hand_comes_back(make_deps, tmp_path: Path, drive):
+    async with make_deps(**settings_for(drive, tmp_path)) as deps:
+        async with syncer(deps) as sync:
+            await sync.sync()
+            await deps.store.delete_document("drive/guide-tunnel.pdf")
+            [second] = (await sync.sync()).sources
+        assert second.added == ["drive/guide-tunnel.pdf"] and second.unchanged == 3
+        assert await deps.store.get_document("drive/guide-tunnel.pdf") is not None

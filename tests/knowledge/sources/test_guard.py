@@ -21,6 +21,7 @@ REFUSED = [
     "169.254.169.254",  # cloud metadata
     "fd00:ec2::254",  # AWS metadata over IPv6
     "fe80::1",
+    "fec0::1",  # site-local (deprecated): Python calls it global
     "::ffff:127.0.0.1",  # IPv4-mapped loopback
     "::ffff:169.254.169.254",
     "::ffff:10.0.0.1",

@@ -6,6 +6,7 @@ Conversations and analytics live in admin_insights.py, knowledge bases in admin_
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
 from pathlib import Path
 from typing import Annotated
@@ -18,6 +19,7 @@ from copines.admin.auth import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
     SESSION_SECONDS,
+    LoginThrottle,
     admin_token,
     new_session,
     tokens_match,
@@ -34,6 +36,7 @@ from copines.api.routes.admin_common import (
     PageSession,
     author_name,
     render,
+    valid_id,
 )
 from copines.errors import CopinesError, InputError, NotFoundError
 from copines.mail import Mailer
@@ -49,6 +52,17 @@ def _safe_next(target: str | None) -> str:
     if target and target.startswith("/admin") and not target.startswith("//"):
         return target
     return "/admin/escalations"
+
+
+def _throttle(request: Request) -> LoginThrottle:
+    """The process's sign-in throttle (one per app)."""
+    state = request.app.state
+    throttle = getattr(state, "login_throttle", None)
+    if throttle is None:
+        settings = request.app.state.deps.settings
+        throttle = LoginThrottle(settings.login_free_attempts, settings.login_max_delay)
+        state.login_throttle = throttle
+    return throttle
 
 
 def _cookie_secure(request: Request) -> bool:
@@ -100,10 +114,21 @@ async def create_session(
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not cookie or not csrf_token or not tokens_match(csrf_token, cookie):
         raise HTTPException(status_code=403, detail="jeton CSRF manquant ou invalide")
+    throttle = _throttle(request)
+    ip = request.client.host if request.client else "?"
+    wait = throttle.wait_for(ip)
+    if wait > 0:
+        raise HTTPException(
+            status_code=429,
+            detail=f"Trop d'essais de connexion : attends {math.ceil(wait)} s avant de réessayer.",
+            headers={"Retry-After": str(math.ceil(wait))},
+        )
     if expected is None or not tokens_match(token, expected):
-        await asyncio.sleep(0.5)  # slows guessing; the token itself must be long and random
+        throttle.failed(ip)
+        await asyncio.sleep(0.2)
         target = quote(_safe_next(next), safe="")
         return RedirectResponse(f"/admin/login?error=1&next={target}", status_code=303)
+    throttle.succeeded(ip)
     _, value = new_session(expected)
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.set_cookie(
@@ -226,6 +251,8 @@ async def read_escalation(
     request: Request, deps: DepsDep, session: PageSession, escalation_id: int
 ):
     """One escalation: its brief, the transcript and the reply box."""
+    if not valid_id(escalation_id):
+        raise HTTPException(status_code=404, detail="escalade introuvable")
     escalation = await deps.store.get_escalation(escalation_id)
     if escalation is None:
         raise HTTPException(status_code=404, detail="escalade introuvable")
@@ -259,6 +286,8 @@ async def update_escalation_status(
     """Mark an escalation handled, or reopen it."""
     if status not in ("open", "handled"):
         raise HTTPException(status_code=422, detail="statut inconnu")
+    if not valid_id(escalation_id):
+        raise HTTPException(status_code=404, detail="escalade introuvable")
     try:
         await deps.store.set_escalation_status(escalation_id, status)
     except NotFoundError as exc:
@@ -283,6 +312,8 @@ async def create_team_reply(
 ):
     """Answer the visitor, signed with your display name; the widget shows it, and it goes by
     email too when she left an address."""
+    if escalation_id is not None and not valid_id(escalation_id):
+        raise HTTPException(status_code=404, detail="escalade introuvable")
     conversation = await deps.store.get_conversation(conversation_id)
     if conversation is None:
         raise HTTPException(status_code=404, detail="conversation introuvable")

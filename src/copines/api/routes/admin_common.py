@@ -57,6 +57,44 @@ async def _session(request: Request) -> tuple[Session | None, str | None]:
     return session, token
 
 
+async def read_console_session(request: Request) -> tuple[Session | None, str | None]:
+    """The console session proved by the cookie alone (no body read): (session, token)."""
+    return await _session(request)
+
+
+UPLOAD_TOO_LARGE = (
+    "Envoi trop gros : {limit} au plus en une fois. Envoie les fichiers en plusieurs fois."
+)
+
+
+async def read_form_limited(request: Request, limit: int, max_files: int):
+    """The multipart form, refused with 413 when the Content-Length says more than `limit`
+    bytes, or as soon as the bytes received pass it (counted while they stream in)."""
+    text = UPLOAD_TOO_LARGE.format(limit=f"{limit / 1024 / 1024:.0f} Mo")
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            too_big = int(declared) > limit
+        except ValueError:
+            too_big = False
+        if too_big:
+            raise HTTPException(status_code=413, detail=text)
+    received = 0
+    receive = request.receive
+
+    async def counted() -> dict:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise HTTPException(status_code=413, detail=text)
+        return message
+
+    limited = Request(request.scope, counted)
+    return await limited.form(max_files=max_files, max_fields=20)
+
+
 def login_url(request: Request) -> str:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return "/admin/login?next=" + quote(target, safe="")
@@ -157,11 +195,27 @@ NOTICES = {
 }
 
 
+# The days a console filter may name; a date outside is brought to the nearest bound (the
+# page shows the period used), so that no day arithmetic or time zone shift overflows.
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2199, 12, 31)
+# The largest id accepted: what JSON numbers (and the widget's JavaScript) hold exactly; far
+# below what SQLite and Postgres (bigint) store, so no lookup overflows.
+MAX_ID = 2**53 - 1
+
+
 def parse_day(value: str | None) -> date | None:
     try:
-        return date.fromisoformat(value) if value else None
+        day = date.fromisoformat(value) if value else None
     except ValueError:
         return None
+    if day is None:
+        return None
+    return min(max(day, FIRST_DAY), LAST_DAY)
+
+
+def valid_id(value: int) -> bool:
+    """True when `value` can be a stored row's id (a larger number cannot be looked up)."""
+    return 1 <= value <= MAX_ID
 
 
 def period(since: str | None, until: str | None, default_days: int = 30) -> tuple[date, date]:

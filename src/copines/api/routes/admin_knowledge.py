@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse
+from starlette.datastructures import UploadFile as StarletteUpload
 
+from copines.admin.auth import csrf_ok
 from copines.admin.gaps import LOW_SCORE, SAME_TOPIC, knowledge_gaps, score_escalations
 from copines.admin.turns import read_turns
 from copines.api.routes.admin_common import (
@@ -16,6 +18,8 @@ from copines.api.routes.admin_common import (
     PageSession,
     day_bounds,
     period,
+    read_console_session,
+    read_form_limited,
     render,
 )
 from copines.errors import ConfigError, CopinesError, NotFoundError
@@ -24,8 +28,7 @@ from copines.knowledge.ingest import IngestResult
 from copines.knowledge.loaders import SUPPORTED
 
 router = APIRouter()
-MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-MAX_FILES = 20
+FORM_OVERHEAD = 64 * 1024  # the form's other fields and its multipart boundaries
 
 
 async def _knowledge_page(request: Request, deps, session, **context):
@@ -67,32 +70,49 @@ async def read_knowledge(
 
 
 @router.post("/knowledge/upload")
-async def create_documents(
-    request: Request,
-    deps: DepsDep,
-    session: FormSession,
-    files: Annotated[list[UploadFile], File()],
-    owner: Annotated[str, Form()] = "auto",
-):
-    """Ingest uploaded files into a knowledge base (owner auto or chosen)."""
-    if owner != "auto" and owner not in owner_choices(deps.experts):
+async def create_documents(request: Request, deps: DepsDep):
+    """Ingest uploaded files into a knowledge base (owner auto or chosen).
+
+    Nothing of the body is read before the session is checked; then it is read under a
+    streamed count (and refused at once on a larger Content-Length), and each file is parsed
+    off the event loop, under limits (copines.knowledge.parsing).
+    """
+    session, token = await read_console_session(request)
+    if session is None or token is None:
+        raise HTTPException(status_code=303, headers={"Location": "/admin/login"})
+    settings = deps.settings
+    limit = settings.upload_max_bytes + FORM_OVERHEAD
+    form = await read_form_limited(request, limit, settings.upload_max_files * 5)
+    given = form.get("csrf_token")
+    if not isinstance(given, str) or not csrf_ok(session, token, given):
+        raise HTTPException(status_code=403, detail="jeton CSRF manquant ou invalide")
+    owner = form.get("owner") or "auto"
+    if not isinstance(owner, str) or (owner != "auto" and owner not in owner_choices(deps.experts)):
         raise HTTPException(status_code=422, detail="propriétaire inconnu")
+    files = [f for f in form.getlist("files") if isinstance(f, StarletteUpload)]
     ingester = deps.ingester()
     results: list[IngestResult] = []
     error = ""
-    for upload in files[:MAX_FILES]:
+    for number, upload in enumerate(files, start=1):
         name = Path(upload.filename or "").name
         if not name:
+            continue
+        if number > settings.upload_max_files:
+            results.append(
+                IngestResult(
+                    name,
+                    "skipped",
+                    detail=f"non lu : {settings.upload_max_files} fichiers au plus par envoi, "
+                    "renvoie les suivants à part",
+                )
+            )
             continue
         if Path(name).suffix.lower() not in SUPPORTED:
             results.append(
                 IngestResult(name, "skipped", detail="type de fichier non pris en charge")
             )
             continue
-        data = await upload.read(MAX_UPLOAD_BYTES + 1)
-        if len(data) > MAX_UPLOAD_BYTES:
-            results.append(IngestResult(name, "skipped", detail="fichier trop gros (20 Mo max)"))
-            continue
+        data = await upload.read()
         try:
             results.append(await ingester.ingest_file(Path(name), data, owner))
         except ConfigError as exc:
@@ -100,6 +120,8 @@ async def create_documents(
             break
         except CopinesError as exc:
             results.append(IngestResult(name, "skipped", detail=str(exc)))
+        finally:
+            await upload.close()
     return await _knowledge_page(
         request,
         deps,
@@ -150,6 +172,7 @@ async def read_gaps(
 ):
     """Per expert, the questions her knowledge answered badly, grouped by topic."""
     start, end = period(since, until)
+    seuil = seuil if 0.0 <= seuil <= 1.0 else LOW_SCORE  # NaN and out-of-range: the default
     lo, hi = day_bounds(start, end)
     messages = await deps.store.messages_between(lo, hi)
     turns = read_turns(

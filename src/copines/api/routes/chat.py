@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -23,7 +25,7 @@ from copines.api.deps import (
 from copines.api.guards import clean_message
 from copines.api.metrics import Metrics
 from copines.api.routes.conversations import ASSISTANT_COLOR, initials_of
-from copines.api.schemas import ChatCreate, ChatPublic, ErrorPublic
+from copines.api.schemas import ChatCreate, ChatPublic, ErrorPublic, ValidationErrorPublic
 from copines.conversations import hash_token, open_conversation, start_conversation
 from copines.deps import Deps
 from copines.errors import InputError, StoreBusyError
@@ -47,13 +49,20 @@ RATE_LIMITED = {
 TEAM_COLOR, TEAM_INITIALS = "#6B7280", "EQ"  # the team's badge, as in the turn's decision event
 STREAM_FAILED = "Oups, la réponse s'est interrompue. Réessaie dans quelques secondes."
 STORE_BUSY = "Le service est très sollicité en ce moment : réessaie dans quelques secondes."
+SHUTTING_DOWN = (
+    "Le service redémarre à l'instant : renvoie ton message dans une minute, il sera bien reçu."
+)
+KEEPALIVE = b": attente\n\n"  # an SSE comment: the widget ignores it, proxies see traffic
 
 REFUSALS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorPublic, "description": "Unknown conversation, or wrong token."},
     413: {"model": ErrorPublic, "description": "Body larger than the cap."},
-    422: {"model": ErrorPublic, "description": "Empty, too long or malformed message."},
+    422: {"model": ValidationErrorPublic, "description": "Empty, too long or malformed message."},
     429: {"model": ErrorPublic, "description": "Rate limited; see Retry-After."},
-    503: {"model": ErrorPublic, "description": "Database busy; see Retry-After."},
+    503: {
+        "model": ErrorPublic,
+        "description": "Database busy, or the service is restarting; see Retry-After.",
+    },
 }
 
 
@@ -72,9 +81,13 @@ async def open_turn(
     deps: Deps,
     limits: LimitsDep,
     metrics: MetricsDep,
+    turns: Any = None,
 ) -> Opened:
-    """Validate, rate limit, then find (or start) the conversation; refusals are HTTP errors."""
+    """Validate, rate limit, then find (or start) the conversation; refusals are HTTP errors
+    (a 503 once the process is stopping: `turns.stopping`)."""
     started = time.perf_counter()
+    if getattr(turns, "stopping", False):
+        raise HTTPException(503, detail=SHUTTING_DOWN, headers={"Retry-After": "30"})
     opened = await _open_turn(body, header_token, ip, deps, limits, metrics)
     metrics.open_seconds.observe(time.perf_counter() - started)
     return opened
@@ -117,6 +130,49 @@ async def _open_turn(
     return Opened(conversation.id, message, new_token, conversation)
 
 
+_END = object()
+
+
+async def with_keepalive(events: AsyncIterator[bytes], every: float) -> AsyncIterator[bytes]:
+    """`events`, with an SSE comment whenever nothing was sent for `every` seconds (while the
+    model thinks, or the database is locked), so that no proxy closes the stream.
+
+    One task runs the turn and hands its events over through a small queue; waiting on the
+    queue under a timeout costs a timer per event, not a task.
+    """
+    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=32)
+
+    async def produce() -> None:
+        try:
+            async for item in events:
+                await queue.put(item)
+        except Exception as exc:  # handed over: the response's own handler reports it
+            await queue.put(exc)
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+        await queue.put(_END)
+
+    producer = asyncio.ensure_future(produce())
+    try:
+        while True:
+            try:
+                async with asyncio.timeout(every):
+                    item = await queue.get()
+            except TimeoutError:
+                yield KEEPALIVE
+                continue
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        if not producer.done():
+            producer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await producer
+
+
 def public_turn(result_public: dict[str, Any], opened: Opened, deps: Deps) -> dict[str, Any]:
     """The turn's public object, plus the new token and the expert's colour and initials."""
     payload = dict(result_public)
@@ -156,7 +212,7 @@ async def create_chat(
     x_conversation_token: TokenHeader = None,
 ) -> dict[str, Any]:
     """Send a message and get the whole answer (starts a conversation when none is given)."""
-    opened = await open_turn(body, x_conversation_token, ip, deps, limits, metrics)
+    opened = await open_turn(body, x_conversation_token, ip, deps, limits, metrics, turns)
     metrics.in_flight.inc()
     try:
         result = await turns.run(
@@ -195,7 +251,7 @@ async def create_chat_stream(
 ) -> StreamingResponse:
     """Send a message and receive the answer as it is written (server-sent events)."""
     started = time.perf_counter()
-    opened = await open_turn(body, x_conversation_token, ip, deps, limits, metrics)
+    opened = await open_turn(body, x_conversation_token, ip, deps, limits, metrics, turns)
 
     async def events() -> AsyncIterator[bytes]:
         metrics.in_flight.inc()
@@ -223,16 +279,18 @@ async def create_chat_stream(
                 yield sse(event.event, data)
         except StoreBusyError:
             metrics.turn_errors.labels(kind="store_busy").inc()
-            yield sse("error", {"message": STORE_BUSY, "retryable": True})
+            yield sse("error", {"code": "store_busy", "message": STORE_BUSY, "retryable": True})
         except Exception:
             log.exception("stream failed for conversation %s", opened.conversation_id)
             metrics.turn_errors.labels(kind="stream").inc()
-            yield sse("error", {"message": STREAM_FAILED, "retryable": True})
+            yield sse(
+                "error", {"code": "server_error", "message": STREAM_FAILED, "retryable": True}
+            )
         finally:
             metrics.in_flight.dec()
 
     return StreamingResponse(
-        events(),
+        with_keepalive(events(), deps.settings.sse_keepalive_seconds),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -9,7 +9,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Response
 
 from copines.api.deps import DepsDep, TokenHeader
-from copines.api.schemas import ConversationPublic, EmailUpdate, ErrorPublic, MessagePublic
+from copines.api.schemas import (
+    MAX_ID,
+    ConversationPublic,
+    EmailUpdate,
+    ErrorPublic,
+    MessagePublic,
+    ValidationErrorPublic,
+)
 from copines.conversations import open_conversation
 from copines.deps import Deps
 from copines.privacy import link_key
@@ -71,13 +78,18 @@ async def visitor_conversation(deps: Deps, conversation_id: str, token: str | No
 @router.get(
     "/conversations/{conversation_id}",
     response_model=ConversationPublic,
-    responses=NOT_FOUND_RESPONSE,
+    responses={
+        **NOT_FOUND_RESPONSE,
+        422: {"model": ValidationErrorPublic, "description": "A parameter out of its range."},
+    },
 )
 async def read_conversation(
     conversation_id: str,
     deps: DepsDep,
     x_conversation_token: TokenHeader = None,
-    after: Annotated[int | None, Query(ge=0, description="Only messages after this id.")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_ID, description="Only messages after this id.")
+    ] = None,
 ) -> ConversationPublic:
     """Read your conversation (token in X-Conversation-Token), optionally after a message id."""
     conversation = await visitor_conversation(deps, conversation_id, x_conversation_token)

@@ -5,7 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException
 
 from copines.api.deps import DepsDep, TokenHeader
-from copines.api.schemas import ErrorPublic, FeedbackCreate, FeedbackPublic
+from copines.api.schemas import (
+    ErrorPublic,
+    FeedbackCreate,
+    FeedbackPublic,
+    ValidationErrorPublic,
+)
 from copines.conversations import open_conversation
 from copines.privacy import link_key
 from copines.store.base import Feedback
@@ -19,7 +24,11 @@ NOT_FOUND = "Cette réponse est introuvable dans ta conversation."
     "/feedback",
     response_model=FeedbackPublic,
     status_code=201,
-    responses={404: {"model": ErrorPublic, "description": "Not an answer of your conversation."}},
+    responses={
+        404: {"model": ErrorPublic, "description": "Not an answer of your conversation."},
+        413: {"model": ErrorPublic, "description": "Body larger than the cap."},
+        422: {"model": ValidationErrorPublic, "description": "A field missing or out of range."},
+    },
 )
 async def create_feedback(
     body: FeedbackCreate, deps: DepsDep, x_conversation_token: TokenHeader = None

@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from copines.errors import ConfigError
+from copines.knowledge.sources.http import FetchError, refuse_userinfo
 from copines.store.base import SourceRecord
 
 # The key naming a source's target, and the kind it makes.
@@ -56,6 +57,11 @@ class SourceEntry(BaseModel):
         given = [key for key in KINDS if getattr(self, key)]
         if len(given) != 1:
             raise ValueError(f"give exactly one of {', '.join(KINDS)} (got {len(given)})")
+        if given[0] in ("page", "sitemap", "crawl"):
+            try:
+                refuse_userinfo(str(getattr(self, given[0])).strip())
+            except FetchError as exc:
+                raise ValueError(str(exc)) from None
         return self
 
     def record(self) -> SourceRecord:

@@ -149,6 +149,7 @@ class DriveClient:
                 f"'{folder_id}' is not a Drive folder id: take the last part of the folder's "
                 "address (letters, digits, - and _)"
             )
+        await self._check_folder(folder_id)
         files: list[DriveFile] = []
         folders = [(folder_id, "", 0)]
         while folders:
@@ -186,6 +187,31 @@ class DriveClient:
                 if not token:
                     break
         return files
+
+    async def _check_folder(self, folder_id: str) -> None:
+        """Raises FetchError unless the id is a folder the service account sees, not in the
+        trash: files.list answers an empty 200 for a folder it cannot see, which would look
+        like a folder emptied."""
+        token = await self._access_token()
+        url = (
+            f"{self.base}/drive/v3/files/{quote(folder_id, safe='')}"
+            "?supportsAllDrives=true&fields=id%2CmimeType%2Ctrashed"
+        )
+        fetched = await self.fetcher.get(url, headers={"Authorization": f"Bearer {token}"})
+        if fetched.status in (403, 404):
+            email = (self._key or {}).get("client_email", "the service account")
+            raise FetchError(
+                f"Drive: the folder {folder_id} is not found or not shared with {email} "
+                f"({http_problem(fetched)}); share it with that address, or fix the id"
+            )
+        if fetched.status != 200:
+            raise FetchError(f"Drive: {http_problem(fetched)}")
+        meta = fetched.json()
+        if meta.get("trashed"):
+            raise FetchError(f"Drive: the folder {folder_id} is in the trash")
+        if meta.get("mimeType") != FOLDER:
+            kind = meta.get("mimeType") or "unknown type"
+            raise FetchError(f"Drive: {folder_id} is not a folder ({kind})")
 
     async def content(self, file: DriveFile) -> tuple[bytes, str]:
         """The file's bytes and the loader suffix they read with."""

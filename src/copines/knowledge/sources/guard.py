@@ -1,11 +1,11 @@
 """The address guard: a fetch reaches only public addresses, checked after DNS resolution.
 
-Loopback, private, link-local (with the cloud metadata address 169.254.169.254), shared,
-multicast and reserved addresses are refused, and so are IPv6 forms that carry one of them
-(IPv4-mapped ::ffff:a.b.c.d, NAT64 64:ff9b::/96, 6to4 2002::/16), unless a network is allowed by
-setting. Every address a name resolves to must pass: one bad answer refuses the name. The
-address checked is the one connected to (see `http.Fetcher`), so a second resolution (DNS
-rebinding) cannot swap it.
+Loopback, private, link-local (with the cloud metadata address 169.254.169.254), site-local
+(fec0::/10), shared, multicast and reserved addresses are refused, and so are IPv6 forms that
+carry one of them (IPv4-mapped ::ffff:a.b.c.d, NAT64 64:ff9b::/96, 6to4 2002::/16), unless a
+network is allowed by setting. Every address a name resolves to must pass: one bad answer
+refuses the name. The address checked is the one connected to (see `http.Fetcher`), so a second
+resolution (DNS rebinding) cannot swap it.
 """
 
 from __future__ import annotations
@@ -60,6 +60,9 @@ def why_refused(ip: IPAddress) -> str | None:
         return "a loopback address"
     if ip.is_link_local:
         return "a link-local address (cloud metadata lives there)"
+    if isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local:
+        # fec0::/10, deprecated but still routed inside some networks; Python counts it global.
+        return "a site-local address"
     if ip.is_multicast:
         return "a multicast address"
     if ip.is_unspecified:

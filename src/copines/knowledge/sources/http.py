@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,10 +19,85 @@ from copines.errors import CopinesError
 from copines.knowledge.sources.guard import AddressGuard, AddressRefused, Unresolvable
 
 REDIRECTS = {301, 302, 303, 307, 308}
+# Headers that carry a credential: never sent on to another origin by a redirect.
+CREDENTIAL_HEADERS = {"authorization", "proxy-authorization", "cookie", "x-api-key"}
+# Content-Encoding values this client decodes itself (bounded), with zlib's window bits.
+ENCODINGS = {"gzip": 31, "x-gzip": 31, "deflate": 15}
 
 
 class FetchError(CopinesError):
     """A request that gave nothing usable; the message is one line for the sync report."""
+
+
+def origin_of(url: str) -> tuple[str, str, int | None]:
+    parts = httpx.URL(url)
+    return parts.scheme, parts.host, parts.port
+
+
+def without_userinfo(url: str) -> str:
+    """`url` with any `user:password@` taken out (for messages: a password is never shown)."""
+    try:
+        parts = httpx.URL(url)
+    except httpx.InvalidURL:
+        return url
+    return str(parts.copy_with(userinfo=b"")) if parts.userinfo else url
+
+
+def refuse_userinfo(url: str) -> None:
+    """Raises FetchError for an address that carries a user name or password: credentials
+    belong in settings, not in addresses kept in document names and URLs."""
+    try:
+        has_userinfo = bool(httpx.URL(url).userinfo)
+    except httpx.InvalidURL:
+        return
+    if has_userinfo:
+        raise FetchError(
+            f"refused: {without_userinfo(url)} carries a user name or password "
+            "(user:password@); give the address without it"
+        )
+
+
+class Inflater:
+    """Bounded decompression: expands at most `limit` bytes, whatever the compressed size
+    (a small gzip bomb is stopped once its output passes the cap, never expanded whole)."""
+
+    def __init__(self, wbits: int, limit: int, what: str):
+        self._zlib = zlib.decompressobj(wbits=wbits)
+        self.limit = limit
+        self.what = what
+        self.size = 0
+        self.fed = False
+
+    def feed(self, data: bytes) -> bytes:
+        self.fed = self.fed or bool(data)
+        out: list[bytes] = []
+        while data:
+            try:
+                part = self._zlib.decompress(data, self.limit - self.size + 1)
+            except zlib.error as exc:
+                raise FetchError(f"broken compressed data: {self.what} ({exc})") from exc
+            self.size += len(part)
+            if self.size > self.limit:
+                raise FetchError(
+                    f"too large: {self.what} is over {self.limit} bytes once decompressed, cut off"
+                )
+            out.append(part)
+            data = self._zlib.unconsumed_tail
+            if self._zlib.eof:
+                break
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        if self.fed and not self._zlib.eof:
+            raise FetchError(f"broken compressed data: {self.what} is cut short")
+        return b""
+
+
+def inflate(data: bytes, wbits: int, limit: int, what: str) -> bytes:
+    inflater = Inflater(wbits, limit, what)
+    out = inflater.feed(data)
+    inflater.finish()
+    return out
 
 
 @dataclass
@@ -127,6 +203,7 @@ class Fetcher:
             FetchError: refused address, unreachable host, timeout, redirect loop, too large.
         """
         seen: list[str] = []
+        headers = dict(headers or {})
         for _hop in range(self.max_redirects + 1):
             if url in seen:
                 raise FetchError(f"redirect loop: {' -> '.join([*seen, url])}")
@@ -137,7 +214,9 @@ class Fetcher:
             location = answer.headers.get("location")
             if answer.status not in REDIRECTS or not location:
                 return answer
-            url = urljoin(url, location)
+            previous, url = url, urljoin(url, location)
+            if origin_of(url) != origin_of(previous):
+                headers = {k: v for k, v in headers.items() if k.lower() not in CREDENTIAL_HEADERS}
             if answer.status == 303 or (answer.status in (301, 302) and method == "POST"):
                 method, json, data = "GET", None, None
         raise FetchError(f"too many redirects (more than {self.max_redirects}) from {seen[0]}")
@@ -163,8 +242,14 @@ class Fetcher:
         except httpx.InvalidURL as exc:
             raise FetchError(f"not a valid address: {url} ({exc})") from exc
         if target.scheme not in ("http", "https") or not target.host:
-            raise FetchError(f"not an http(s) address: {url}")
-        sent = {"User-Agent": self.user_agent, **(headers or {})}
+            raise FetchError(f"not an http(s) address: {without_userinfo(url)}")
+        refuse_userinfo(url)
+        # Compressed answers are decoded here, bounded (see `_read`): only what it can bound.
+        sent = {
+            "User-Agent": self.user_agent,
+            "Accept-Encoding": "gzip, deflate",
+            **(headers or {}),
+        }
         extensions: dict[str, Any] = {}
         if self.guard is not None:
             port = target.port or (443 if target.scheme == "https" else 80)
@@ -201,13 +286,22 @@ class Fetcher:
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
             raise FetchError(f"too large: {url} announces {declared} bytes (cap {self.max_bytes})")
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        inflater: Inflater | None = None
+        if encoding in ENCODINGS:
+            inflater = Inflater(ENCODINGS[encoding], self.max_bytes, url)
+        elif encoding not in ("", "identity"):
+            raise FetchError(f"unsupported content encoding '{encoding}': {url}")
         parts: list[bytes] = []
         size = 0
-        async for part in response.aiter_bytes():
+        # Raw bytes: httpx would expand a compressed chunk whole before any size check.
+        async for part in response.aiter_raw():
             size += len(part)
             if size > self.max_bytes:
                 raise FetchError(f"too large: {url} is over {self.max_bytes} bytes, cut off")
-            parts.append(part)
+            parts.append(inflater.feed(part) if inflater is not None else part)
+        if inflater is not None:
+            inflater.finish()
         return b"".join(parts)
 
 

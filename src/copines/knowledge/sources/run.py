@@ -108,6 +108,11 @@ class SourceRun:
         self.report.refused.append(line)
         self._line(f"refused: {line}")
 
+    async def still_kept(self, key: str) -> bool:
+        """Whether a known item's document is still in the store (not deleted by hand)."""
+        item = self.known.get(key)
+        return item is not None and await self.store.get_document(item.filename) is not None
+
     async def unchanged(self, key: str) -> None:
         """An item the source says has not changed; an owner newly chosen for the source
         still applies to it."""
@@ -211,6 +216,13 @@ class SourceRun:
         self._line(f"removed {item.filename} ({why})")
 
     async def remove_unseen(self, why: str) -> None:
-        """Remove the known items this (complete) listing did not meet."""
+        """Remove the known items this (complete) listing did not meet. A listing that met
+        none of them removes nothing: an unshared folder or database lists as empty."""
+        if self.known and not self.seen:
+            self.fail(
+                f"the source lists none of its {len(self.known)} known documents: nothing "
+                "removed (check it is still shared; `copines sources remove` deletes them)"
+            )
+            return
         for key in sorted(set(self.known) - self.seen):
             await self.remove(key, why)

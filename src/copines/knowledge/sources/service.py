@@ -12,19 +12,19 @@ import uuid
 from typing import TYPE_CHECKING
 
 from copines.errors import CopinesError
+from copines.knowledge.sources.lease import LEASE_SECONDS, Lease
 from copines.knowledge.sources.sync import Syncer, SyncReport
 
 if TYPE_CHECKING:
     from copines.deps import Deps
 
 log = logging.getLogger("copines.sync")
-# How long a sync may hold the lease if its process dies mid-way (a finished sync releases it).
-LEASE_SECONDS = 3600.0
 
 
 class SyncService:
-    def __init__(self, deps: Deps):
+    def __init__(self, deps: Deps, lease_seconds: float | None = None):
         self.deps = deps
+        self.lease_seconds = lease_seconds
         self.interval = max(0.0, deps.settings.sync_interval_minutes) * 60
         self._lock = asyncio.Lock()
         self._task: asyncio.Task | None = None
@@ -35,7 +35,9 @@ class SyncService:
 
     @property
     def running(self) -> bool:
-        return self._lock.locked()
+        """A sync runs, or one was triggered and has not started yet."""
+        pending = self._task is not None and not self._task.done()
+        return self._lock.locked() or pending
 
     def start(self) -> None:
         """Start the interval loop when an interval is set."""
@@ -52,12 +54,14 @@ class SyncService:
     async def run_once(self) -> SyncReport | None:
         """One sync, unless another process of the service holds the sync lease."""
         async with self._lock:
-            if not await self.deps.store.claim_lease("sync", self.holder, LEASE_SECONDS):
+            lease = Lease(self.deps.store, self.holder, self.lease_seconds or LEASE_SECONDS)
+            if not await lease.claim():
                 self.last_error = "another process of the service is syncing; try again later"
                 log.info("sync skipped: %s", self.last_error)
                 return None
-            syncer = Syncer(self.deps, say=log.info)
+            syncer: Syncer | None = None
             try:
+                syncer = Syncer(self.deps, say=log.info, lease=lease)
                 self.last_report = await syncer.sync()
                 self.last_error = ""
                 log.info("sync done: %s", self.last_report.totals())
@@ -65,8 +69,11 @@ class SyncService:
                 self.last_error = str(exc)
                 log.error("sync failed: %s", exc)
             finally:
-                await syncer.aclose()
-                await self.deps.store.release_lease("sync", self.holder)
+                try:
+                    if syncer is not None:
+                        await syncer.aclose()
+                finally:
+                    await lease.release()
             return self.last_report
 
     async def _every_interval(self) -> None:

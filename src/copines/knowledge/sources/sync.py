@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -21,6 +22,7 @@ from copines.knowledge.loaders import LoadedDocument, load_document
 from copines.knowledge.sources.config import read_sources_file
 from copines.knowledge.sources.drive import READABLE, DriveClient
 from copines.knowledge.sources.http import Fetcher, FetchError, http_problem
+from copines.knowledge.sources.lease import Lease, LeaseLost
 from copines.knowledge.sources.notion import NotionClient
 from copines.knowledge.sources.run import Say, SourceReport, SourceRun, digest_of
 from copines.knowledge.sources.web import (
@@ -29,6 +31,7 @@ from copines.knowledge.sources.web import (
     extract_page,
     page_links,
     read_sitemap,
+    under,
 )
 from copines.store.base import SourceRecord
 
@@ -37,6 +40,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("copines.sync")
 WEB_KINDS = {"page", "sitemap", "crawl"}
+# Notion's last_edited_time is rounded to the minute: see `_edited_near`.
+NOTION_ROUNDING = timedelta(minutes=2)
 NOTION_KINDS = {"notion_database": "database", "notion_page": "page", "notion_search": "search"}
 
 
@@ -72,7 +77,9 @@ class Syncer:
         web: Fetcher | None = None,
         api: Fetcher | None = None,
         say: Say | None = None,
+        lease: Lease | None = None,
     ):
+        self.lease = lease  # renewed between items while the sync runs
         self.deps = deps
         self.settings = deps.settings
         self.store = deps.store
@@ -83,6 +90,11 @@ class Syncer:
     async def aclose(self) -> None:
         await self.web.aclose()
         await self.api.aclose()
+
+    async def _tick(self) -> None:
+        """Between two items: keep the sync lease (raises LeaseLost when it was taken)."""
+        if self.lease is not None:
+            await self.lease.renew()
 
     async def register_file_sources(self) -> list[SourceRecord]:
         """Save the sources of sources.yaml in the store (their sync state is kept)."""
@@ -117,6 +129,7 @@ class Syncer:
             sources = [s for s in sources if s.name in names]
         report = SyncReport()
         for source in sources:
+            await self._tick()
             report.sources.append(await self.sync_source(source))
         return report
 
@@ -133,7 +146,9 @@ class Syncer:
         assert source.id is not None
         run = SourceRun(self.store, self.deps.ingester(), source, {}, self.say)
         run.known = {i.key: i for i in await self.store.source_items(source.id)}
-        await run.remove_unseen("its source was removed")
+        for key in sorted(run.known):
+            await self._tick()
+            await run.remove(key, "its source was removed")
         await self.store.delete_source(source.id)
         return run.report.removed
 
@@ -150,6 +165,8 @@ class Syncer:
                 await self._sync_notion(run)
             else:
                 run.fail(f"unknown kind of source '{source.kind}'")
+        except LeaseLost:
+            raise  # another process syncs now: stop here, record nothing
         except (FetchError, ConfigError) as exc:
             run.fail(str(exc))
         except Exception as exc:  # one source's bug must not stop the others
@@ -175,10 +192,18 @@ class Syncer:
             await self._visit(run, robots, source.target)
             complete = False  # one page: removed only when it answers 404 or 410
         elif source.kind == "sitemap":
-            pages = await read_sitemap(self.web, source.target, limit=10 * limit)
-            pages = [p for p in pages if p.startswith(prefix)]
-            complete = len(pages) <= limit
-            for url in pages[:limit]:
+            listing = await read_sitemap(
+                self.web, source.target, limit, under(prefix) if prefix else None
+            )
+            if listing.truncated:
+                complete = False
+                run.error(
+                    f"the sitemap lists more than {limit} pages"
+                    + (f" under {prefix}" if prefix else "")
+                    + f": the first {limit} synced, nothing removed (raise max_pages to take "
+                    "them all)"
+                )
+            for url in listing.pages:
                 await self._visit(run, robots, url)
         else:
             complete = await self._crawl(run, robots, source.target, prefix, limit)
@@ -192,34 +217,46 @@ class Syncer:
     ) -> bool:
         """Breadth first from `start`, following links under `prefix` (default: the start
         page's folder); True when every page was reached within the limit from a start page
-        that answered (a failing start page lists nothing, so nothing may be removed)."""
-        prefix = prefix or start.rsplit("/", 1)[0] + "/"
+        that answered, and no page whose links are unknown failed (a page that fails hides
+        the pages only it links to, so nothing may be removed)."""
+        inside = under(prefix or start.rsplit("/", 1)[0] + "/")
         queue, queued, visited = deque([start]), {start}, 0
+        complete = True
         while queue:
             if visited >= limit:
                 return False
             url = queue.popleft()
             visited += 1
-            for link in await self._visit(run, robots, url, want_links=True):
-                if link.startswith(prefix) and link not in queued:
+            links = await self._visit(run, robots, url, want_links=True)
+            if links is None:
+                complete = False
+                continue
+            for link in links:
+                if inside(link) and link not in queued:
                     queued.add(link)
                     queue.append(link)
-        return start in run.seen
+        return complete and start in run.seen
 
     async def _visit(
         self, run: SourceRun, robots: Robots, url: str, want_links: bool = False
-    ) -> list[str]:
-        """Fetch one page (conditionally when known) and keep it; returns its links."""
+    ) -> list[str] | None:
+        """Fetch one page (conditionally when known) and keep it; returns its links, or None
+        when they are unknown (the page failed and no earlier sync read its links)."""
+        await self._tick()
         known = run.known.get(url)
-        known_links = list(known.meta.get("links", [])) if known else []
+        # A page that fails gives the links it had at the last sync, if they were read then.
+        known_links = list(known.meta["links"]) if known and "links" in known.meta else None
         if not await robots.allowed(url):
             run.refuse(f"by robots.txt: {url}")
             return []
         headers = {"Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1"}
-        if known and known.etag:
-            headers["If-None-Match"] = known.etag
-        if known and known.last_modified:
-            headers["If-Modified-Since"] = known.last_modified
+        # A conditional request only while the document is still here: one deleted by hand
+        # would otherwise be "not modified" for ever.
+        if known and await run.still_kept(url):
+            if known.etag:
+                headers["If-None-Match"] = known.etag
+            if known.last_modified:
+                headers["If-Modified-Since"] = known.last_modified
         try:
             fetched = await self.web.get(url, headers=headers, may_follow=robots.allowed)
         except FetchError as exc:
@@ -227,7 +264,7 @@ class Syncer:
             return known_links
         if fetched.status == 304 and known:
             await run.unchanged(url)
-            return known_links
+            return known_links if known_links is not None else []
         if fetched.status in (404, 410):
             if known:
                 await run.remove(url, f"HTTP {fetched.status} at the source")
@@ -240,12 +277,12 @@ class Syncer:
         if fetched.content_type not in HTML_TYPES:
             kind = fetched.content_type or "no content type"
             run.error(f"not an HTML page ({kind}): {url}", url)
-            return known_links
+            return []  # not a page: it links to nothing
         links = page_links(fetched.content, fetched.url) if want_links else []
         extracted = await asyncio.to_thread(extract_page, fetched.content, fetched.url)
         if extracted is None:
             run.error(f"no main text found: {url}", url)
-            return links or known_links
+            return links
         text = extracted.text
         await run.keep(
             url,
@@ -267,8 +304,10 @@ class Syncer:
         for file in files:
             if file.mime_type not in READABLE:
                 continue  # images, sheets, videos: nothing to read
+            await self._tick()
             known = run.known.get(file.id)
-            if known and known.version == file.modified_time and file.modified_time:
+            same = known is not None and known.version == file.modified_time
+            if same and file.modified_time and await run.still_kept(file.id):
                 await run.unchanged(file.id)
                 continue
             try:
@@ -297,8 +336,15 @@ class Syncer:
         for page in pages:
             if page.archived:
                 continue  # in the trash: removed below if it was known
+            await self._tick()
             known = run.known.get(page.id)
-            if known and known.version == page.last_edited_time and page.last_edited_time:
+            same = known is not None and known.version == page.last_edited_time
+            if (
+                same
+                and page.last_edited_time
+                and not _edited_near(page.last_edited_time, known.meta.get("synced_at"))
+                and await run.still_kept(page.id)
+            ):
                 await run.unchanged(page.id)
                 continue
             try:
@@ -314,8 +360,23 @@ class Syncer:
                 url=page.url,
                 category="notion",
                 version=page.last_edited_time,
+                meta={"synced_at": datetime.now(UTC).isoformat()},
             )
         await run.remove_unseen("no longer in Notion (deleted, archived or unshared)")
+
+
+def _edited_near(edited: str, synced_at: str | None) -> bool:
+    """Whether a Notion edit time may hide a later edit: Notion gives it to the minute, so an
+    edit made just after the last read can carry the same time. Within NOTION_ROUNDING of the
+    last read (or with no time of read), the page is read again (its hash tells if it changed)."""
+    if not synced_at:
+        return True
+    try:
+        edited_at = datetime.fromisoformat(edited.replace("Z", "+00:00"))
+        read_at = datetime.fromisoformat(synced_at)
+    except ValueError:
+        return True
+    return edited_at + NOTION_ROUNDING > read_at
 
 
 def _notion_document(title: str, text: str) -> LoadedDocument:
