@@ -406,6 +406,7 @@ async def test_a_document_added_to_a_base_draws_its_questions(
     assert unseen.scores[owner] < after.scores[owner] - 0.3
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 async def test_a_shared_document_raises_the_knowledge_evidence_not_one_expert(
     knowledge_deps, embedder, tmp_path
 ):
