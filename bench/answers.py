@@ -43,6 +43,7 @@ from copines.providers.offline import PITFALL_LABEL, OfflineResponder  # noqa: E
 from copines.text import fold  # noqa: E402
 
 MISSES = "--misses" in sys.argv
+ROUTING_MISSES = "--routing-misses" in sys.argv
 PER_DOCUMENT = (
     int(sys.argv[sys.argv.index("--per-document") + 1]) if "--per-document" in sys.argv else 0
 )
@@ -172,6 +173,7 @@ class _Stats:
                 "dense",
                 "leaks",
                 "expert",
+                "expert_base",
                 "facts",
                 "in_passages",
                 "in_answer",
@@ -197,6 +199,7 @@ class _Stats:
             "recall@3 dense-only": round(n["dense"] / max(n["retrieval_q"], 1), 3),
             "cross-owner leaks": n["leaks"],
             "right expert": round(n["expert"] / questions, 3),
+            "right expert (shared document: either expert)": round(n["expert_base"] / questions, 3),
             "questions with a fact": n["facts"],
             "fact in passages": round(n["in_passages"] / facts, 3),
             "fact in answer (right expert)": round(n["in_answer"] / facts, 3),
@@ -232,6 +235,14 @@ async def _one(deps, runner, offline, q, owners, pitfalls, stats: _Stats, show: 
     await deps.store.create_conversation(conversation, "x")
     turn = await runner.run(conversation, query)
     n["expert"] += turn.agent == expert
+    # A shared document is in both experts' bases: either expert answers it alike.
+    shared = owners.get(q.get("filename")) == "shared"
+    n["expert_base"] += turn.agent == expert or (shared and turn.agent in deps.experts)
+    if ROUTING_MISSES and turn.agent != expert:
+        print(
+            f"=== ROUTED {q['id']} {expert} -> {turn.agent} ({turn.router}, "
+            f"{turn.confidence:.2f}) [{q.get('filename')}] {query}"
+        )
     answer = (
         await offline.compose(deps.experts[expert], query, hybrid.passages, deps.embedder)
         if hybrid
@@ -277,6 +288,11 @@ def main() -> None:
         "--threshold", type=float, help="dense similarity floor (default: the embedder's)"
     )
     parser.add_argument("--show", type=int, default=0, help="print this many answers")
+    parser.add_argument(
+        "--routing-misses",
+        action="store_true",
+        help="print the questions the whole turn gives to another than the expected expert",
+    )
     parser.add_argument(
         "--misses",
         action="store_true",

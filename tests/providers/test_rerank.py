@@ -7,7 +7,13 @@ from tests.fakes import Reply
 from tests.fakes.cohere import FakeCohere
 
 from copines.config import Settings
-from copines.providers.rerank import CohereReranker, LocalReranker, build_reranker
+from copines.providers.rerank import (
+    CohereReranker,
+    LocalReranker,
+    asks_figure,
+    build_reranker,
+    holds_figure,
+)
 from copines.store.base import Passage
 
 KEY = "test-cohere-key"
@@ -166,3 +172,29 @@ def test_build_reranker_picks_cohere_only_with_a_key(tmp_path):
     built = build_reranker(Settings(_env_file=None, COHERE_API_KEY="k"))
     assert isinstance(built, CohereReranker)
     assert built.model == "rerank-multilingual-v3.0"
+
+
+async def test_local_reranker_prefers_a_figure_when_the_question_asks_for_one():
+    plain = passage(1, "Dans un carrousel, chaque slide porte une seule idée.", 0.40)
+    figure = passage(
+        2,
+        "Chaque carrousel suit ce plan.",
+        0.36,
+        heading="Carrousels > La structure en 7 à 10 slides",
+    )
+    step = passage(3, "Étape 1 : ouvre Canva et choisis un modèle.", 0.38)
+    ranked = await LocalReranker().rerank(
+        "combien de slides dans un carrousel ?", [plain, figure, step], 3
+    )
+    assert ranked[0].chunk_id == 2  # its heading gives the figure
+    # A step's number is not a figure; without a quantity asked, no passage gets the bonus.
+    assert ranked[-1].chunk_id == 3
+    # Without the figure bonus, the passage closer by meaning would have come first.
+    ranked = await LocalReranker(figure_weight=0).rerank(
+        "combien de slides dans un carrousel ?", [plain, figure, step], 3
+    )
+    assert ranked[0].chunk_id == 1
+    assert asks_figure("taille d'un carrousel insta ?") and not asks_figure("c'est quoi un hook ?")
+    assert holds_figure("entre 3 et 8 % est un bon niveau") and not holds_figure(
+        "Étape 2 : la page"
+    )

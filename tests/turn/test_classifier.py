@@ -13,6 +13,7 @@ from copines.routing.classifier import (
     fit_temperature,
     pick_alone,
     softmax,
+    wilson_lower,
 )
 from copines.routing.features import Inputs, Layout, expert_features, hashed
 
@@ -53,11 +54,49 @@ def test_temperature_recovers_a_known_scale():
 def test_decide_alone_threshold_holds_the_precision_in_its_band():
     confidence = np.array([0.99, 0.97, 0.95, 0.93, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6])
     correct = np.array([1, 1, 1, 1, 1, 1, 1, 0, 1, 0], dtype=bool)
-    threshold = pick_alone(confidence, correct, precision=0.97)
+    threshold = pick_alone(confidence, correct, precision=0.97, z=0)
     assert threshold == 0.8  # 7/7 from 0.8 up; 7/8 from 0.75
     band = confidence >= threshold
     assert correct[band].mean() >= 0.97
     assert pick_alone(np.array([0.9]), np.array([False])) > 1  # nothing reaches it: never alone
+
+
+def test_wilson_lower_bound_matches_known_values():
+    assert wilson_lower(0, 0, 1.6449) == 0.0
+    assert wilson_lower(10, 10, 0) == 1.0
+    # 95/100 at 95% one-sided: 0.9008 (Wilson score interval, worked by hand)
+    assert abs(wilson_lower(95, 100, 1.6449) - 0.9008) < 1e-3
+    # all right: n / (n + z^2)
+    assert abs(wilson_lower(150, 150, 1.6449) - 150 / (150 + 1.6449**2)) < 1e-9
+
+
+def test_decide_alone_threshold_keeps_a_margin_over_the_plain_edge():
+    # 300 decisions, one wrong at each of the 30 lowest confidences' every third place.
+    confidence = np.linspace(0.99, 0.60, 300)
+    correct = np.ones(300, dtype=bool)
+    correct[200::3] = False  # errors below confidence ~0.73
+    correct[150] = False  # one error in the middle
+    plain = pick_alone(confidence, correct, precision=0.97, z=0)
+    bounded = pick_alone(confidence, correct, precision=0.97)
+    assert bounded > plain  # the bound asks for a margin: a higher threshold
+    band = confidence >= bounded
+    assert wilson_lower(int(correct[band].sum()), int(band.sum()), 1.6449) >= 0.97
+    # A band one step lower fails the bound (it is the lowest that holds).
+    lower = confidence >= confidence[confidence < bounded].max()
+    assert wilson_lower(int(correct[lower].sum()), int(lower.sum()), 1.6449) < 0.97
+
+
+def test_decide_alone_counts_the_safety_rules_decisions():
+    confidence = np.linspace(0.99, 0.80, 200)
+    correct = np.ones(200, dtype=bool)
+    alone = pick_alone(confidence, correct, precision=0.97)
+    assert alone < 0.99
+    # Three wrong safety-rule decisions out of 20 are part of what is decided alone: the band
+    # must make up for them with more right decisions, so the threshold goes down (more band)
+    # or, when it cannot, the router never decides alone.
+    worse = pick_alone(confidence, correct, precision=0.97, already=(17, 20))
+    assert worse > 1 or worse < alone
+    assert pick_alone(confidence[:5], correct[:5], precision=0.97, already=(0, 20)) > 1
 
 
 def test_ece_is_zero_when_confidence_matches_accuracy_and_large_when_not():

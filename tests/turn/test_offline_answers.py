@@ -168,3 +168,23 @@ async def test_a_price_question_is_answered_with_the_price(knowledge_deps: Deps,
     assert re.search(r"\d[\d  ]* €", text), text
     vector = await knowledge_deps.embedder.embed_one(question)
     assert analyze(question, vector, []).upsell  # an upsell moment
+
+
+def test_a_heading_giving_the_figure_asked_is_shown():
+    slides = Passage(
+        1,
+        1,
+        "carole-carrousels.md",
+        "Les carrousels",
+        "carole",
+        "Les carrousels > La structure en 7 à 10 slides",
+        "1. L'accroche : une promesse en gros caractères.\n"
+        "2. Le problème, en une phrase.\n"
+        "3. Les conseils, un par image.\n"
+        "4. L'appel à l'action : enregistre ce post.",
+    )
+    text = OFFLINE.answer(CAROLE, "combien d'images je mets dans un carrousel ?", [slides])
+    assert "7 à 10 slides" in text
+    # Without a quantity asked, a heading that does not name her topic is left out.
+    text = OFFLINE.answer(CAROLE, "je mets quoi dans mon carrousel ?", [slides])
+    assert "7 à 10 slides" not in text

@@ -67,6 +67,9 @@ QUIET = [
     "Le paiement de mes clientes via Systeme.io ne passe pas",
     "Comment envoyer automatiquement les accès à mes clientes après leur paiement ?",
     "Comment créer un espace membre pour mes élèves sur Podia ?",
+    # A refund policy or a cancellation for her own clients, not a refund from the agency.
+    "je voudrais rembourser automatiquement si la cliente annule plus de 48h avant",
+    "Je peux automatiser des relances avant la résiliation de l'abonnement ?",
     # Content about health topics, for Carole.
     "Des idées de posts Instagram sur les huiles essentielles en hiver ?",
     "Je suis doula, comment parler de grossesse dans mes reels sans être trop intime ?",

@@ -18,6 +18,7 @@ from copines.experts import Expert
 from copines.knowledge.chunking import Unit, passage_units
 from copines.knowledge.retrieval import lexical_query
 from copines.providers.embeddings import Embedder
+from copines.providers.rerank import asks_figure, holds_figure
 from copines.store.base import Passage
 from copines.text import fold, search_terms, stem, words
 
@@ -385,7 +386,10 @@ class OfflineResponder:
             named = (
                 _overlap(set(search_terms(lexical_query(question))), heading) > 0
             )  # it names her topic
-            topic = heading if named and heading not in titles else ""
+            # A heading that gives a figure ("Le plan type sur 7 à 10 jours") is part of the
+            # answer to a question that asks for one.
+            figure = asks_figure(question) and holds_figure(heading)
+            topic = heading if (named or figure) and heading not in titles else ""
             blocks.append([self._opening(topic, steps >= 2, emojis)])
         # Consecutive items of one list form one block, numbered in Audrey's voice when
         # there are at least two of them.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from abc import ABC, abstractmethod
 from dataclasses import replace
 from functools import lru_cache
@@ -39,12 +40,44 @@ def _stems(text: str) -> frozenset[str]:
     return frozenset(stem(w) for w in words(text))
 
 
+# A question that asks for a quantity: how many, how long, what rate, what size...
+_ASKS_FIGURE = re.compile(
+    r"\b(combien|quel(?:le)?s? (?:taux|taille|duree|delai|frequence|nombre|pourcentage|"
+    r"budget|prix|format|longueur|dimension)|a quelle frequence|tous les combien|"
+    r"(?:taux|taille|duree|delai|frequence|nombre|pourcentage|longueur|dimensions?) "
+    r"(?:de|d'|du|des|ideal\w*|normal\w*|moyen\w*|conseill\w*|max\w*|min\w*))"
+)
+# A figure with what it counts: "7 à 10 jours", "125 caractères", "3 %", "1080 x 1350".
+_FIGURE = re.compile(
+    r"\d+(?:[.,]\d+)?\s*(?:(?:a|à|-|x|×)\s*\d+|%|€|euros?\b|jours?\b|j\b|semaines?\b|"
+    r"mois\b|ans?\b|heures?\b|h\b|minutes?\b|min\b|secondes?\b|s\b|caracteres\b|"
+    r"caractères\b|mots\b|slides?\b|pages?\b|fois\b|emails?\b|posts?\b|publications?\b|"
+    r"abonne\w*|abonné\w*|px\b|pixels?\b|participantes?\b|contacts?\b|"
+    r"piliers?\b|stories\b|reels?\b|hashtags?\b)",
+    re.IGNORECASE,
+)
+
+
+def asks_figure(query: str) -> bool:
+    """Whether the question asks for a quantity (a number, a duration, a rate, a size)."""
+    from copines.text import fold
+
+    return bool(_ASKS_FIGURE.search(fold(query)))
+
+
+def holds_figure(text: str) -> bool:
+    """Whether the text gives a figure with what it counts (not a step's number)."""
+    return bool(_FIGURE.search(text))
+
+
 class LocalReranker(Reranker):
     """Blends the dense similarity with how much of the question the passage covers.
 
     Fused search finds candidates that either mean or say the same thing; this
     prefers those that do both, rewards a heading that names the topic, and a high place
     in the keyword search's ranking (its bm25 sees rare words the coverage counts like any).
+    A question that asks for a quantity ("combien de slides ?") prefers the passages that
+    give one, in their text or their heading ("La structure en 7 à 10 slides").
     """
 
     name = "local"
@@ -54,7 +87,9 @@ class LocalReranker(Reranker):
         lexical_weight: float = 0.25,
         heading_weight: float = 0.1,
         keyword_weight: float = 0.05,
+        figure_weight: float = 0.1,
     ):
+        self.figure_weight = figure_weight
         self.lexical_weight = lexical_weight
         self.heading_weight = heading_weight
         self.keyword_weight = keyword_weight
@@ -70,6 +105,7 @@ class LocalReranker(Reranker):
         from copines.text import search_terms
 
         terms = set(search_terms(query))
+        figure = self.figure_weight if asks_figure(query) else 0.0
         scored = []
         for passage in passages:
             score = (
@@ -79,6 +115,8 @@ class LocalReranker(Reranker):
             )
             if passage.keyword_rank is not None:
                 score += self.keyword_weight / (1 + passage.keyword_rank)
+            if figure and holds_figure(f"{passage.heading_path}\n{passage.text}"):
+                score += figure
             scored.append(replace(passage, score=round(float(score), 4)))
         scored.sort(key=lambda p: p.score, reverse=True)
         return scored[:top_n]

@@ -1,7 +1,9 @@
 """The cascade, written once: the local router, then the LLM orchestrator where it is unsure.
 
-- A safety rule, or a classifier confidence at or above `alone` (picked on the dev part for a
-  precision of at least 0.97), decides alone.
+- A safety rule, or a classifier confidence at or above `alone`, decides alone. `alone` is
+  picked on the dev part: the lowest confidence from which the 95% one-sided Wilson lower
+  bound of the precision of every decision taken alone (the safety rules' included) is at
+  least 0.97 (`classifier.pick_alone`).
 - Otherwise, with a model, the orchestrator decides (strict JSON); anything wrong with its
   answer falls back to the local decision.
 - Whoever decides, a confidence under 0.7 hands the conversation to a human

@@ -12,6 +12,7 @@ Probabilities are calibrated by a temperature fit on the dev part.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -241,13 +242,44 @@ def expected_calibration_error(
     return float(ece), rows
 
 
-def pick_alone(confidence: np.ndarray, correct: np.ndarray, precision: float = 0.97) -> float:
-    """The lowest confidence whose band (every decision at or above it) reaches `precision`."""
+def wilson_lower(hits: int, n: int, z: float) -> float:
+    """One-sided lower confidence bound of a proportion (Wilson score interval)."""
+    if n == 0:
+        return 0.0
+    p = hits / n
+    centre = p + z * z / (2 * n)
+    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (centre - spread) / (1 + z * z / n)
+
+
+# z of a one-sided 95% bound: the band's true precision is at least the target with 95%
+# confidence, not just its precision on the few hundred dev messages it was picked on.
+ALONE_Z = 1.6449
+
+
+def pick_alone(
+    confidence: np.ndarray,
+    correct: np.ndarray,
+    precision: float = 0.97,
+    *,
+    z: float = ALONE_Z,
+    already: tuple[int, int] = (0, 0),
+) -> float:
+    """The lowest confidence whose band reaches `precision` by its Wilson lower bound.
+
+    The band is every decision at or above the confidence, plus `already` (hits, n): the
+    decisions taken alone whatever the confidence (the safety rules'), so the bound is on the
+    precision of everything the router decides alone. The lowest threshold where the band's
+    plain precision touches the target is the edge of a noisy estimate; the lower bound leaves
+    the margin that a few hundred messages call for. z=0 gives the plain precision.
+    """
     order = np.argsort(-confidence)
-    hits, best = 0, 1.01
-    for i, j in enumerate(order, 1):
+    hits, n = already
+    best = 1.01
+    for j in order:
         hits += int(correct[j])
-        if hits / i >= precision:
+        n += 1
+        if wilson_lower(hits, n, z) >= precision:
             best = float(confidence[j])
     return best
 
@@ -263,6 +295,7 @@ __all__ = [
     "fit",
     "fit_temperature",
     "pick_alone",
+    "wilson_lower",
     "escalation_class",
     "softmax",
 ]

@@ -22,7 +22,16 @@ from copines.text import fold
 
 HASH_DIM = 4096
 NGRAMS = (3, 4, 5)
-EXTRA = ("has_history", "log_words", "question", "prev_none", "prev_escalate", "prev_assistant")
+EXTRA = (
+    "has_history",
+    "log_words",
+    "question",
+    "prev_none",
+    "prev_escalate",
+    "prev_assistant",
+    "knowledge",
+)
+KNOWLEDGE_GAIN = 5.0  # a best match 0.1 over the floor reads 0.5, like the other extras
 EXPERT_FEATURES = ("previous", "exemplars", "profile", "evidence_top", "evidence_mean")
 
 
@@ -36,7 +45,10 @@ class Inputs:
     previous: str | None = None  # who answered last: an expert id, escalate, assistant
     exemplars: dict[str, float] = field(default_factory=dict)  # expert -> top-3 exemplar sim
     profile: dict[str, float] = field(default_factory=dict)  # expert -> profile sim
-    evidence: dict[str, tuple[float, float]] = field(default_factory=dict)  # (top, mean top-3)
+    # expert -> (top, mean top-3) of her own documents' matches (the shared ones left out:
+    # they match every expert alike)
+    evidence: dict[str, tuple[float, float]] = field(default_factory=dict)
+    knowledge: float = 0.0  # the best match of any base, shared documents included
 
 
 def hashed(text: str) -> dict[int, float]:
@@ -77,8 +89,14 @@ class Layout:
         return self.dim * (2 if self.use_context else 1)
 
 
-def shared_features(inputs: Inputs, layout: Layout) -> np.ndarray:
-    """The dense vector `x` (length `layout.size`)."""
+def shared_features(inputs: Inputs, layout: Layout, floor: float | None = None) -> np.ndarray:
+    """The dense vector `x` (length `layout.size`).
+
+    `floor`: the evidence floor; with it, how far the best match of any knowledge base (shared
+    documents included) rises above it is read by every class, so a question the documents
+    answer is drawn away from a hand-off even when both experts' bases hold the answer.
+    None: no knowledge-base evidence.
+    """
     x = np.zeros(layout.size, dtype=np.float32)
     if layout.dim:
         x[: layout.dim] = inputs.vector
@@ -97,6 +115,7 @@ def shared_features(inputs: Inputs, layout: Layout) -> np.ndarray:
         float(prev is None),
         float(prev == "escalate"),
         float(prev == "assistant"),
+        0.0 if floor is None else KNOWLEDGE_GAIN * max(inputs.knowledge - floor, 0.0),
     )
     x[off : off + len(EXTRA)] = extras
     return x

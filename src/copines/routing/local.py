@@ -13,7 +13,7 @@ import logging
 
 import numpy as np
 
-from copines.experts import ESCALATE, Expert
+from copines.experts import ESCALATE, SHARED, Expert
 from copines.providers.embeddings import Embedder, normalise
 from copines.routing import rules
 from copines.routing.classifier import LEXICAL_PATH, MODEL_PATH, Model
@@ -26,6 +26,7 @@ log = logging.getLogger("copines.routing")
 
 CONTEXT_MESSAGES = 2  # the visitor's earlier messages read with a follow-up
 EVIDENCE_K = 3  # passages per base read as evidence
+SHARED_SCAN = 12  # more matches read, so that EVIDENCE_K of her own remain past the shared ones
 
 # Embedded exemplars and profiles, shared by the routers of one process.
 _PROFILES: dict[tuple, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
@@ -126,25 +127,45 @@ class LocalRouter:
             n = min(3, len(sims))
             exemplars[eid] = float(np.partition(sims, -n)[-n:].mean())
             profile[eid] = float(about @ vector)
-        evidence = await self.evidence(vector) if self.use_evidence else {}
+        evidence, knowledge = await self.evidence(vector) if self.use_evidence else ({}, 0.0)
         return Inputs(
-            message, vector, context, last_agent(history, previous), exemplars, profile, evidence
+            message,
+            vector,
+            context,
+            last_agent(history, previous),
+            exemplars,
+            profile,
+            evidence,
+            knowledge,
         )
 
-    async def evidence(self, vector: np.ndarray) -> dict[str, tuple[float, float]]:
-        """Each expert's best dense matches in her base (her documents and the shared ones)."""
+    async def evidence(self, vector: np.ndarray) -> tuple[dict[str, tuple[float, float]], float]:
+        """Each expert's best dense matches in her own documents, and the best match of any
+        base (shared documents included).
+
+        A shared document matches every expert alike: counted in each expert's evidence, it
+        hides how her own documents match (the best match of both is the same shared chunk).
+        The store searches an expert's documents with the shared ones, so the shared chunks
+        are found on their own and left out.
+        """
         if self.store is None:
-            return {}
+            return {}, 0.0
+        wide = EVIDENCE_K + SHARED_SCAN
+        shared = await self.store.dense_search(SHARED, vector, wide, -1.0)
+        shared_ids = {c for c, _ in shared}
+        best = max((s for _, s in shared), default=0.0)
         out = {}
         for eid in self.experts:
-            found = await self.store.dense_search(eid, vector, EVIDENCE_K, -1.0)
-            scores = [s for _, s in found]
+            found = await self.store.dense_search(eid, vector, wide, -1.0)
+            best = max([best, *(s for _, s in found)])
+            scores = [s for c, s in found if c not in shared_ids][:EVIDENCE_K]
             out[eid] = (max(scores), float(np.mean(scores))) if scores else (0.0, 0.0)
-        return out
+        return out, float(best)
 
     def probabilities(self, inputs: Inputs) -> tuple[dict[str, float], dict[str, float]]:
         experts = list(self.experts)
-        x = shared_features(inputs, self.model.layout)
+        floor = self.model.scale.get("floor", 0.0) if self.use_evidence else None
+        x = shared_features(inputs, self.model.layout, floor)
         g = expert_features(inputs, experts, self.model.scale, self.use_evidence)
         return self.model.probabilities(x, g, experts)
 

@@ -136,11 +136,14 @@ RULES: tuple[SafetyRule, ...] = (
     ),
 )
 
-# A payment link, a checkout page or an access to build for her own clients is automation work.
+# A payment link, a checkout page, an access or a refund policy to build for her own clients
+# ("rembourser si la cliente annule", "automatiser des relances avant la résiliation") is
+# automation work.
 _HER_OWN_TOOLS = re.compile(
     r"\b(stripe|paypal|systeme.?io|tunnel|page de (vente|paiement)|lien de paiement|"
     r"zapier|make|woocommerce|podia|kajabi|learnybox|sendinblue|brevo|mailchimp|"
-    r"activecampaign|calendly|mes clientes?|ma cliente|mes eleves|mes abonnees)\b"
+    r"activecampaign|calendly|mes clientes?|ma cliente|la cliente|les clientes|sa cliente|"
+    r"ses clientes|mes eleves|mes abonnees|automatis\w*|relances? automatiques?|churn)\b"
 )
 
 

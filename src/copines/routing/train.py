@@ -91,7 +91,8 @@ def matrices(
     from copines.routing.features import expert_features
 
     experts = [c for c in classes if c != ASSISTANT and not c.startswith(ESCALATE)]
-    x = np.stack([shared_features(i, layout) for i in inputs]).astype(np.float32)
+    floor = scale.get("floor", 0.0) if use_evidence else None
+    x = np.stack([shared_features(i, layout, floor) for i in inputs]).astype(np.float32)
     g = np.stack([expert_features(i, experts, scale, use_evidence) for i in inputs]).astype(
         np.float64
     )
@@ -231,8 +232,13 @@ async def train(
                 }
             )
             log(json.dumps(grid[-1]))
-    # On a tie, the evidence: it is what lets a new document draw its questions.
-    best = max(grid, key=lambda r: (r["dev_accuracy"], r["evidence"], r["dev_classifier_accuracy"]))
+    # On a tie, the evidence: it is what lets a new document draw its questions; then the
+    # highest floor: under it a match is noise, and a router without a store (or with an
+    # empty base) reads no evidence at all, which a floor makes an ordinary input.
+    best = max(
+        grid,
+        key=lambda r: (r["dev_accuracy"], r["evidence"], r["floor"], r["dev_classifier_accuracy"]),
+    )
     best_without = max(
         (r for r in grid if not r["evidence"]),
         key=lambda r: (r["dev_accuracy"], r["dev_classifier_accuracy"]),
@@ -248,7 +254,14 @@ async def train(
         outcome = offline_outcome(model, md, dev_rows, model.temperature)
         correct = outcome["predicted"] == outcome["expected"]
         kept = ~outcome["safety"]
-        model.alone = pick_alone(outcome["confidence"][kept], correct[kept])
+        # The safety rules' own decisions (right when the message was for a human) count in
+        # the precision of what the router decides alone.
+        rules_right = outcome["final"][~kept] == outcome["expected"][~kept]
+        model.alone = pick_alone(
+            outcome["confidence"][kept],
+            correct[kept],
+            already=(int(rules_right.sum()), int((~kept).sum())),
+        )
         ece, _ = expected_calibration_error(outcome["confidence"][kept], correct[kept])
         model.info = {
             "seed": seed,
