@@ -75,17 +75,17 @@ async def test_a_long_sync_renews_its_lease(make_deps, tmp_path: Path):
         )
         for path in links:
             site.pages[path] = page(path, ("Partie", f"Le texte de {path}, assez long pour vivre."))
-            site.delays[path] = 0.4  # five pages: about 1.6 s, a lease of 0.6 s must be renewed
+            site.delays[path] = 1.0  # five pages: 5 s or more, a lease of 3 s must be renewed
         async with make_deps(**LOCAL) as deps:
-            lease = Lease(deps.store, "worker-a", seconds=0.6)
+            lease = Lease(deps.store, "worker-a", seconds=3.0)
             assert await lease.claim()
             syncer = Syncer(deps, lease=lease)
             await syncer.add_source(SourceRecord("blog", "crawl", f"{site.url}/blog/"))
             taken: list[bool] = []
 
             async def another_worker() -> None:
-                for _ in range(6):  # throughout the sync, past the unrenewed lease's end
-                    await asyncio.sleep(0.25)
+                for _ in range(10):  # throughout the sync, past the unrenewed lease's end
+                    await asyncio.sleep(0.45)
                     taken.append(await deps.store.claim_lease("sync", "worker-b", 60))
 
             try:
@@ -93,7 +93,7 @@ async def test_a_long_sync_renews_its_lease(make_deps, tmp_path: Path):
             finally:
                 await syncer.aclose()
                 await lease.release()
-        assert taken == [False] * 6
+        assert taken == [False] * 10
         assert len(report.sources[0].added) == 5
 
 
