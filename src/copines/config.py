@@ -167,6 +167,8 @@ class Settings(BaseSettings):
         "http://127.0.0.1:8000",
     ]
     max_body_bytes: int = 16_384
+    # The console's forms (sign-in, replies, notes...); the upload has upload_max_bytes.
+    admin_max_body_bytes: int = Field(256 * 1024, gt=0)
     rate_per_minute: int = 10
     rate_per_day_ip: int = 100
     rate_new_conversations_per_hour: int = 6
