@@ -193,6 +193,8 @@ class Settings(BaseSettings):
     parse_max_paragraphs: int = Field(20_000, gt=0)
     parse_max_pages: int = Field(500, gt=0)
     parse_timeout: float = Field(30.0, gt=0)  # seconds of parsing per file
+    # Memory a parse may take in its child process (RLIMIT_AS beyond the child's start).
+    parse_max_memory_bytes: int = Field(1024 * 1024 * 1024, gt=0)
 
     # Logging: JSON lines on stdout (`copines serve`, `copines ask`).
     log_level: str = "INFO"
