@@ -758,24 +758,23 @@ class TurnRunner:
     async def _store_interrupted(
         self, turn: _Turn, decision: Decision | None, shown: str, cause: str
     ) -> None:
-        await self._when_free(
-            lambda: self.deps.store.add_message(
-                Message(
-                    turn.conversation_id,
-                    "assistant",
-                    shown,
-                    status="truncated" if shown.strip() else "failed",
-                    agent=decision.agent if decision else None,
-                    router=decision.router if decision else None,
-                    model=turn.model or None,
-                    timings_ms=dict(turn.timings),
-                    meta={
-                        "cause": cause,
-                        "error": "the server stopped before the answer was complete"
-                        if cause == "shutdown"
-                        else "the visitor left before the answer was complete",
-                    },
-                )
+        # Like a whole answer, past the short retries it is queued until the lock goes.
+        await self._store_answer(
+            Message(
+                turn.conversation_id,
+                "assistant",
+                shown,
+                status="truncated" if shown.strip() else "failed",
+                agent=decision.agent if decision else None,
+                router=decision.router if decision else None,
+                model=turn.model or None,
+                timings_ms=dict(turn.timings),
+                meta={
+                    "cause": cause,
+                    "error": "the server stopped before the answer was complete"
+                    if cause == "shutdown"
+                    else "the visitor left before the answer was complete",
+                },
             )
         )
 

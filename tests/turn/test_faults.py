@@ -296,7 +296,7 @@ async def test_a_visitor_leaving_once_her_answer_is_stored_keeps_one_answer(
     visitor.cancel()  # she closes the tab
     with pytest.raises(asyncio.CancelledError):
         await visitor
-    holders[0].join()
+    await asyncio.to_thread(holders[0].join)
     await runner.drain()
     await runner.aclose()
     messages = await store.get_messages(cid)
@@ -308,3 +308,30 @@ async def test_a_visitor_leaving_once_her_answer_is_stored_keeps_one_answer(
     else:
         [escalation] = await store.list_escalations("open")
         assert escalation.message_id == messages[1].id
+
+
+async def test_a_lock_longer_than_the_retries_keeps_the_text_of_a_visitor_who_left(
+    llm_deps_factory, fake_chat: FakeChat
+):
+    deps = await llm_deps_factory(sqlite_busy_timeout_ms=200, save_retry_seconds=0.5)
+    fake_chat.default(EXPERT, Reply("un deux trois quatre cinq six sept huit", chunk_delay=0.3))
+    runner = TurnRunner(deps)
+    cid = await new_conversation(deps)
+    path = deps.settings.resolved_database_url.removeprefix("sqlite:///")
+    locked = threading.Event()
+    stream = runner.stream(cid, AUDREY_Q)
+    shown = []
+    async for event in stream:
+        if event.event == "token":
+            shown.append(event.data["text"])
+            break
+    # A lock four times longer than the retries, then she leaves mid-answer.
+    holder = hold_lock(path, 2.0, locked)
+    await asyncio.to_thread(locked.wait, 5)
+    await stream.aclose()
+    await asyncio.to_thread(holder.join)  # the loop runs the save's retries meanwhile
+    await runner.drain()
+    await runner.aclose()
+    _, answer = await deps.store.get_messages(cid)
+    assert answer.status == "truncated" and answer.content == "".join(shown)
+    assert answer.meta["cause"] == "client_left"
