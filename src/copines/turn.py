@@ -136,7 +136,7 @@ class _Turn:
     chat: ChatResult | None = None
     model_ms: float = 0.0  # time spent waiting on models (excluded from the overhead)
     result: TurnResult | None = None
-    stored: bool = False
+    stored: bool = False  # the answer's write has started: a cancelled turn does not save it again
     spans: dict[str, list[float]] = field(default_factory=dict)  # step: [start, end] ms
     text: str = ""  # the answer as generated (before post-processing)
     model: str = ""
