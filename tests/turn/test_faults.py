@@ -335,3 +335,43 @@ async def test_a_lock_longer_than_the_retries_keeps_the_text_of_a_visitor_who_le
     _, answer = await deps.store.get_messages(cid)
     assert answer.status == "truncated" and answer.content == "".join(shown)
     assert answer.meta["cause"] == "client_left"
+
+
+async def test_a_visitor_leaving_while_her_answer_waits_for_the_lock_gets_it_stored_whole(
+    llm_deps_factory, fake_chat: FakeChat, monkeypatch
+):
+    deps = await llm_deps_factory(sqlite_busy_timeout_ms=200)
+    fake_chat.default(EXPERT, Reply("un deux trois quatre", chunk_delay=0.02))
+    runner = TurnRunner(deps)
+    cid = await new_conversation(deps)
+    path = deps.settings.resolved_database_url.removeprefix("sqlite:///")
+    store = deps.store
+    add_message = store.add_message
+    locked, saving = threading.Event(), asyncio.Event()
+    holders: list[threading.Thread] = []
+
+    async def add_after_a_lock(message):
+        if message.role == "assistant" and not holders:
+            holders.append(hold_lock(path, 1.0, locked))
+            await asyncio.to_thread(locked.wait, 5)
+            saving.set()
+        return await add_message(message)
+
+    monkeypatch.setattr(store, "add_message", add_after_a_lock)
+
+    async def visit() -> None:
+        async for _ in runner.stream(cid, AUDREY_Q):
+            pass
+
+    visitor = asyncio.create_task(visit())
+    await asyncio.wait_for(saving.wait(), 20)
+    await asyncio.sleep(0.2)  # inside the retries on the lock
+    visitor.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await visitor
+    await asyncio.to_thread(holders[0].join)
+    await runner.drain()
+    await runner.aclose()
+    messages = await store.get_messages(cid)
+    assert [m.role for m in messages] == ["user", "assistant"]
+    assert messages[1].status == "ok" and messages[1].content == "un deux trois quatre"
