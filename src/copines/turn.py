@@ -136,7 +136,7 @@ class _Turn:
     chat: ChatResult | None = None
     model_ms: float = 0.0  # time spent waiting on models (excluded from the overhead)
     result: TurnResult | None = None
-    stored: bool = False
+    stored: bool = False  # the answer's write has started: a cancelled turn does not save it again
     spans: dict[str, list[float]] = field(default_factory=dict)  # step: [start, end] ms
     text: str = ""  # the answer as generated (before post-processing)
     model: str = ""
@@ -631,14 +631,13 @@ class TurnRunner:
             timings_ms=dict(turn.timings),
             meta=meta,
         )
-        try:
-            message_id = await self._store_answer(answer, lambda i: self._after_answer(turn, i))
-            if message_id is not None:
-                await self._after_answer(turn, message_id)
-        except NotFoundError:
-            # She deleted the conversation while its answer was written: nothing more is kept.
-            message_id, error = None, DELETED
+        # The write and what follows it run as a task of their own: a visitor who leaves now
+        # (her turn cancelled) has read the whole answer, and it is stored once, by this task.
+        write = self.background.spawn(self._write_answer(turn, answer), name="store-answer")
         turn.stored = True
+        message_id, deleted = await asyncio.shield(write)
+        if deleted:
+            error = DELETED
         return TurnResult(
             conversation_id=turn.conversation_id,
             message_id=message_id,
@@ -689,6 +688,18 @@ class TurnRunner:
             await self._when_free(
                 lambda: deps.store.set_conversation_expert(turn.conversation_id, decision.agent)
             )
+
+    async def _write_answer(self, turn: _Turn, answer: Message) -> tuple[int | None, bool]:
+        """Store the answer, then the escalation or the conversation's expert: (the answer's
+        id, or None when queued or deleted; whether she deleted the conversation meanwhile)."""
+        try:
+            message_id = await self._store_answer(answer, lambda i: self._after_answer(turn, i))
+            if message_id is not None:
+                await self._after_answer(turn, message_id)
+        except NotFoundError:
+            # She deleted the conversation while its answer was written: nothing more is kept.
+            return None, True
+        return message_id, False
 
     async def _store_answer(self, answer: Message, then: Any = None) -> int | None:
         """Store the answer, waiting out a locked database (the visitor has read it: it must
@@ -747,24 +758,23 @@ class TurnRunner:
     async def _store_interrupted(
         self, turn: _Turn, decision: Decision | None, shown: str, cause: str
     ) -> None:
-        await self._when_free(
-            lambda: self.deps.store.add_message(
-                Message(
-                    turn.conversation_id,
-                    "assistant",
-                    shown,
-                    status="truncated" if shown.strip() else "failed",
-                    agent=decision.agent if decision else None,
-                    router=decision.router if decision else None,
-                    model=turn.model or None,
-                    timings_ms=dict(turn.timings),
-                    meta={
-                        "cause": cause,
-                        "error": "the server stopped before the answer was complete"
-                        if cause == "shutdown"
-                        else "the visitor left before the answer was complete",
-                    },
-                )
+        # Like a whole answer, past the short retries it is queued until the lock goes.
+        await self._store_answer(
+            Message(
+                turn.conversation_id,
+                "assistant",
+                shown,
+                status="truncated" if shown.strip() else "failed",
+                agent=decision.agent if decision else None,
+                router=decision.router if decision else None,
+                model=turn.model or None,
+                timings_ms=dict(turn.timings),
+                meta={
+                    "cause": cause,
+                    "error": "the server stopped before the answer was complete"
+                    if cause == "shutdown"
+                    else "the visitor left before the answer was complete",
+                },
             )
         )
 

@@ -253,3 +253,125 @@ async def test_a_lock_longer_than_the_retries_queues_the_answer(
     await runner.aclose()
     _, answer = await deps.store.get_messages(cid)
     assert answer.status == "ok" and answer.content == "un deux trois quatre"
+
+
+HANDOFF_Q = "Je voudrais parler à une vraie personne de l'équipe"
+
+
+@pytest.mark.parametrize(
+    ("question", "write"),
+    [(AUDREY_Q, "set_conversation_expert"), (HANDOFF_Q, "add_escalation")],
+    ids=["expert", "escalation"],
+)
+async def test_a_visitor_leaving_once_her_answer_is_stored_keeps_one_answer(
+    llm_deps_factory, fake_chat: FakeChat, monkeypatch, question, write
+):
+    deps = await llm_deps_factory(sqlite_busy_timeout_ms=200)
+    fake_chat.default(EXPERT, Reply("un deux trois quatre", chunk_delay=0.02))
+    runner = TurnRunner(deps)
+    cid = await new_conversation(deps)
+    path = deps.settings.resolved_database_url.removeprefix("sqlite:///")
+    store = deps.store
+    original = getattr(store, write)
+    locked, inserted = threading.Event(), asyncio.Event()
+    holders: list[threading.Thread] = []
+
+    async def write_after_a_lock(*args, **kwargs):
+        # The answer row is in; another writer takes the lock before what follows it.
+        if not holders:
+            holders.append(hold_lock(path, 1.0, locked))
+            await asyncio.to_thread(locked.wait, 5)
+            inserted.set()
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(store, write, write_after_a_lock)
+
+    async def visit() -> None:
+        async for _ in runner.stream(cid, question):
+            pass
+
+    visitor = asyncio.create_task(visit())
+    await asyncio.wait_for(inserted.wait(), 20)
+    await asyncio.sleep(0.2)  # inside the retries on the lock
+    visitor.cancel()  # she closes the tab
+    with pytest.raises(asyncio.CancelledError):
+        await visitor
+    await asyncio.to_thread(holders[0].join)
+    await runner.drain()
+    await runner.aclose()
+    messages = await store.get_messages(cid)
+    assert [m.role for m in messages] == ["user", "assistant"]
+    assert messages[1].status == "ok"
+    # What followed the answer was done all the same.
+    if write == "set_conversation_expert":
+        assert (await store.get_conversation(cid)).expert == messages[1].agent == "audrey"
+    else:
+        [escalation] = await store.list_escalations("open")
+        assert escalation.message_id == messages[1].id
+
+
+async def test_a_lock_longer_than_the_retries_keeps_the_text_of_a_visitor_who_left(
+    llm_deps_factory, fake_chat: FakeChat
+):
+    deps = await llm_deps_factory(sqlite_busy_timeout_ms=200, save_retry_seconds=0.5)
+    fake_chat.default(EXPERT, Reply("un deux trois quatre cinq six sept huit", chunk_delay=0.3))
+    runner = TurnRunner(deps)
+    cid = await new_conversation(deps)
+    path = deps.settings.resolved_database_url.removeprefix("sqlite:///")
+    locked = threading.Event()
+    stream = runner.stream(cid, AUDREY_Q)
+    shown = []
+    async for event in stream:
+        if event.event == "token":
+            shown.append(event.data["text"])
+            break
+    # A lock four times longer than the retries, then she leaves mid-answer.
+    holder = hold_lock(path, 2.0, locked)
+    await asyncio.to_thread(locked.wait, 5)
+    await stream.aclose()
+    await asyncio.to_thread(holder.join)  # the loop runs the save's retries meanwhile
+    await runner.drain()
+    await runner.aclose()
+    _, answer = await deps.store.get_messages(cid)
+    assert answer.status == "truncated" and answer.content == "".join(shown)
+    assert answer.meta["cause"] == "client_left"
+
+
+async def test_a_visitor_leaving_while_her_answer_waits_for_the_lock_gets_it_stored_whole(
+    llm_deps_factory, fake_chat: FakeChat, monkeypatch
+):
+    deps = await llm_deps_factory(sqlite_busy_timeout_ms=200)
+    fake_chat.default(EXPERT, Reply("un deux trois quatre", chunk_delay=0.02))
+    runner = TurnRunner(deps)
+    cid = await new_conversation(deps)
+    path = deps.settings.resolved_database_url.removeprefix("sqlite:///")
+    store = deps.store
+    add_message = store.add_message
+    locked, saving = threading.Event(), asyncio.Event()
+    holders: list[threading.Thread] = []
+
+    async def add_after_a_lock(message):
+        if message.role == "assistant" and not holders:
+            holders.append(hold_lock(path, 1.0, locked))
+            await asyncio.to_thread(locked.wait, 5)
+            saving.set()
+        return await add_message(message)
+
+    monkeypatch.setattr(store, "add_message", add_after_a_lock)
+
+    async def visit() -> None:
+        async for _ in runner.stream(cid, AUDREY_Q):
+            pass
+
+    visitor = asyncio.create_task(visit())
+    await asyncio.wait_for(saving.wait(), 20)
+    await asyncio.sleep(0.2)  # inside the retries on the lock
+    visitor.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await visitor
+    await asyncio.to_thread(holders[0].join)
+    await runner.drain()
+    await runner.aclose()
+    messages = await store.get_messages(cid)
+    assert [m.role for m in messages] == ["user", "assistant"]
+    assert messages[1].status == "ok" and messages[1].content == "un deux trois quatre"
