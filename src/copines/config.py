@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     # model takes over), the longest gap between two pieces, and the whole answer (fallback
     # included; also the /api/chat answer's).
     llm_first_token_timeout: float = Field(8.0, gt=0)
+    # A whole (unstreamed, /api/chat) answer's response may only begin once it is written, so
+    # its silent-model deadline is longer than a stream's first piece.
+    llm_answer_start_timeout: float = Field(25.0, gt=0)
     llm_idle_timeout: float = Field(15.0, gt=0)
     turn_deadline: float = Field(45.0, gt=0)
     # While she waits, an SSE comment every this many seconds keeps proxies from closing.

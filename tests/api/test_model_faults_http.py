@@ -112,7 +112,7 @@ def test_hanging_primary_on_api_chat_hands_over_to_the_fallback(
         expert_model="expert",
         fallback_model="fallback",
         llm_retries=1,
-        llm_first_token_timeout=1.0,
+        llm_answer_start_timeout=1.0,
         turn_deadline=20.0,
     )
     fake.default("expert", Hang(60))

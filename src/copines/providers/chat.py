@@ -162,8 +162,10 @@ class ChatClient:
         first_token_timeout: float | None = None,
         idle_timeout: float | None = None,
         stream_deadline: float | None = None,
+        answer_start_timeout: float | None = None,
     ):
         self.first_token_timeout = first_token_timeout
+        self.answer_start_timeout = answer_start_timeout
         # Set by begin_shutdown (on the loop's clock): every wait ends by then.
         self.shutdown_at: float | None = None
         self.idle_timeout = idle_timeout
@@ -210,6 +212,7 @@ class ChatClient:
             retries=settings.llm_retries,
             prices=settings.prices,
             first_token_timeout=settings.llm_first_token_timeout,
+            answer_start_timeout=settings.llm_answer_start_timeout,
             idle_timeout=settings.llm_idle_timeout,
             stream_deadline=settings.turn_deadline,
         )
@@ -416,7 +419,7 @@ class ChatClient:
         json_mode: bool,
         end: float | None,
     ) -> ChatResult:
-        """One model's whole answer. Its response must begin within the first-token deadline
+        """One model's whole answer. Its response must begin within the answer-start deadline
         (a silent model leaves the rest of the answer's time to the fallback) and end by
         `end` (on the loop's clock).
 
@@ -425,7 +428,8 @@ class ChatClient:
         """
         payload = self._payload(messages, model, temperature, max_tokens, False, json_mode)
         loop = asyncio.get_running_loop()
-        first_end = loop.time() + self.first_token_timeout if self.first_token_timeout else None
+        start = self.answer_start_timeout
+        first_end = loop.time() + start if start else None
         if first_end is None or (end is not None and end < first_end):
             first_end = end
         try:
