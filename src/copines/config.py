@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     # model takes over), the longest gap between two pieces, and the whole answer (fallback
     # included; also the /api/chat answer's).
     llm_first_token_timeout: float = Field(8.0, gt=0)
+    # A whole (unstreamed, /api/chat) answer's response may only begin once it is written, so
+    # its silent-model deadline is longer than a stream's first piece.
+    llm_answer_start_timeout: float = Field(25.0, gt=0)
     llm_idle_timeout: float = Field(15.0, gt=0)
     turn_deadline: float = Field(45.0, gt=0)
     # While she waits, an SSE comment every this many seconds keeps proxies from closing.
@@ -167,6 +170,8 @@ class Settings(BaseSettings):
         "http://127.0.0.1:8000",
     ]
     max_body_bytes: int = 16_384
+    # The console's forms (sign-in, replies, notes...); the upload has upload_max_bytes.
+    admin_max_body_bytes: int = Field(256 * 1024, gt=0)
     rate_per_minute: int = 10
     rate_per_day_ip: int = 100
     rate_new_conversations_per_hour: int = 6
@@ -191,6 +196,8 @@ class Settings(BaseSettings):
     parse_max_paragraphs: int = Field(20_000, gt=0)
     parse_max_pages: int = Field(500, gt=0)
     parse_timeout: float = Field(30.0, gt=0)  # seconds of parsing per file
+    # Memory a parse may take in its child process (RLIMIT_AS beyond the child's start).
+    parse_max_memory_bytes: int = Field(1024 * 1024 * 1024, gt=0)
 
     # Logging: JSON lines on stdout (`copines serve`, `copines ask`).
     log_level: str = "INFO"

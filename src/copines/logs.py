@@ -2,7 +2,9 @@
 
 Every record becomes one JSON object (`ts`, `level`, `logger`, `message`, plus the fields a
 record carries in `extra={"fields": {...}}`, such as the turn's line). The configured secrets
-(API keys, the admin token) are replaced by `[redacted]` in every line, whatever logged them.
+(every secret setting: API keys, tokens, the admin token, the SMTP URL, the keys that hash IPs
+and sign links; and the passwords inside any URL setting, such as the database's) are replaced
+by `[redacted]` in every line, whatever logged them.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from pydantic import SecretStr
 
 from copines.config import Settings, get_settings
 
@@ -21,14 +26,28 @@ REDACTED = "[redacted]"
 
 def secrets_of(settings: Settings) -> list[str]:
     """The secret values a line must never show (at least 6 characters: shorter ones would
-    blank ordinary words)."""
-    values = []
-    for name in ("openrouter_api_key", "openai_api_key", "cohere_api_key", "admin_token"):
-        secret = getattr(settings, name, None)
-        value = secret.get_secret_value() if secret is not None else ""
-        if len(value) >= 6:
-            values.append(value)
-    return values
+    blank ordinary words): every `SecretStr` setting, and the password of every URL setting
+    (as written and decoded)."""
+    values: list[str] = []
+    for name in type(settings).model_fields:
+        value = getattr(settings, name, None)
+        if isinstance(value, SecretStr):
+            values.append(value.get_secret_value())
+            values.extend(_url_passwords(value.get_secret_value()))
+        elif isinstance(value, str):
+            values.extend(_url_passwords(value))
+    return [value for value in dict.fromkeys(values) if len(value) >= 6]
+
+
+def _url_passwords(text: str) -> list[str]:
+    """The password in `scheme://user:password@host...`, as written and percent-decoded."""
+    if "://" not in text or "@" not in text:
+        return []
+    try:
+        password = urlsplit(text.strip()).password
+    except ValueError:
+        return []
+    return [password, unquote(password)] if password else []
 
 
 class JsonLines(logging.Formatter):

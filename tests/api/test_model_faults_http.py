@@ -98,3 +98,32 @@ def test_keepalive_comments_while_the_model_is_silent(model_server, fake: FakeCh
     )
     assert response.text.count(": attente") >= 3  # one every 0.2 s while she waited
     assert read_events(response)[-1][0] == "done"
+
+
+def test_hanging_primary_on_api_chat_hands_over_to_the_fallback(
+    serve, api_settings, fake: FakeChat
+):
+    """A primary silent past the first-token deadline leaves the rest of the turn's time to
+    the fallback: /api/chat answers with the fallback's text, not the apology."""
+    settings = api_settings(
+        openrouter_api_key="sk-test-key",
+        llm_base_url=fake.url,
+        orchestrator_model="orch",
+        expert_model="expert",
+        fallback_model="fallback",
+        llm_retries=1,
+        llm_answer_start_timeout=1.0,
+        turn_deadline=20.0,
+    )
+    fake.default("expert", Hang(60))
+    fake.default("fallback", Reply(ANSWER))
+    with serve(settings) as server:
+        response = httpx.post(f"{server.url}/api/chat", json={"message": QUESTION}, timeout=60)
+        assert response.status_code == 200, response.text
+        turn = response.json()
+        assert len(fake.for_model("fallback")) == 1
+        assert turn["error"] is None and turn["model"] == "fallback"
+        assert turn["response"] == ANSWER
+        # The silent primary was asked once, not retried: a missed first token is final.
+        assert len(fake.for_model("expert")) == 1
+        assert stored(server, turn)[1]["status"] == "ok"

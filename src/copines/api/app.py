@@ -266,6 +266,7 @@ def create_app(
         ApiGuard,
         allowed_origins=settings.allowed_origins,
         max_body_bytes=settings.max_body_bytes,
+        admin_max_body_bytes=settings.admin_max_body_bytes,
         public_origin=settings.public_origin,
         on_refusal=lambda status: app.state.metrics.http_errors.labels(status=str(status)).inc(),
     )

@@ -2,18 +2,24 @@
 
 Small plain-text files (md, txt) are read on a thread; everything else (docx, pdf, html, and
 large text) in a child process from a fork server, which is killed when its time budget
-runs out. Limits, each refused with a French sentence: the size once decompressed (a docx's
-zip entries are read and counted piece by piece, their declared sizes checked first), the
-number of paragraphs, the number of pages of a PDF, and the time.
+runs out, and whose address space is capped (RLIMIT_AS) so a decompression bomb runs out of
+memory in the child, not in the server. Limits, each refused with a French sentence: the size
+once decompressed (a docx's zip entries are read and counted piece by piece, their declared
+sizes checked first), the number of paragraphs, the number of pages of a PDF, the memory and
+the time. Parsing waits on its own two threads, never on the default executor that the
+embedder and the searches share: uploads cannot hold up visitors' turns.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import multiprocessing
+import os
 import threading
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +37,9 @@ class ParseLimits:
     max_pages: int = 500
     timeout: float = 30.0
     max_file_bytes: int = 20 * 1024 * 1024  # a file read from disk (the CLI)
+    # Address space the child may take beyond what it holds when the parse begins (the
+    # interpreter, the loaders and the file's bytes).
+    max_memory_bytes: int = 1024 * 1024 * 1024
 
     @classmethod
     def from_settings(cls, settings: Any) -> ParseLimits:
@@ -40,6 +49,7 @@ class ParseLimits:
             max_pages=settings.parse_max_pages,
             timeout=settings.parse_timeout,
             max_file_bytes=settings.upload_max_bytes,
+            max_memory_bytes=settings.parse_max_memory_bytes,
         )
 
 
@@ -117,15 +127,45 @@ def parse_limited(path: Path, data: bytes, limits: ParseLimits) -> LoadedDocumen
     return loaded
 
 
+def _limit_memory(extra: int) -> None:
+    """Cap this process's address space at its current size plus `extra` bytes."""
+    import resource
+
+    with open("/proc/self/statm") as statm:
+        current = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    wanted = current + extra
+    if hard != resource.RLIM_INFINITY:
+        wanted = min(wanted, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (wanted, hard))
+
+
+def _out_of_memory(exc: BaseException | None) -> bool:
+    """True when a MemoryError is `exc` or among its causes."""
+    seen = 0
+    while exc is not None and seen < 20:
+        if isinstance(exc, MemoryError):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
 def _child(conn: Any, path: str, data: bytes, limits: ParseLimits) -> None:
+    too_big = (
+        f"fichier refusé : sa lecture demande plus de {_mb(limits.max_memory_bytes)} de mémoire"
+    )
     try:
+        _limit_memory(limits.max_memory_bytes)
         conn.send(("ok", parse_limited(Path(path), data, limits)))
-    except InputError as exc:
-        conn.send(("input", str(exc)))
     except MemoryError:
-        conn.send(("input", "fichier refusé : trop gros à lire"))
-    except Exception as exc:  # a loader's crash is the file's problem, reported as such
-        conn.send(("input", f"fichier illisible ({type(exc).__name__})"))
+        conn.send(("input", too_big))
+    except Exception as exc:
+        if _out_of_memory(exc):  # a loader reported a MemoryError in its own words
+            conn.send(("input", too_big))
+        elif isinstance(exc, InputError):
+            conn.send(("input", str(exc)))
+        else:  # a loader's crash is the file's problem, reported as such
+            conn.send(("input", f"fichier illisible ({type(exc).__name__})"))
     finally:
         conn.close()
 
@@ -158,8 +198,11 @@ def _parse_in_process(path: Path, data: bytes, limits: ParseLimits) -> LoadedDoc
             raise InputError(f"fichier refusé : sa lecture a pris plus de {limits.timeout:g} s")
         try:
             kind, value = receive.recv()
-        except EOFError as exc:  # the child died (out of memory, killed)
-            raise InputError("fichier refusé : sa lecture a échoué (trop gros ?)") from exc
+        except EOFError as exc:  # the child died (out of memory in a library, killed)
+            raise InputError(
+                "fichier refusé : sa lecture a échoué (plus de "
+                f"{_mb(limits.max_memory_bytes)} de mémoire ?)"
+            ) from exc
     finally:
         if child.is_alive():
             child.kill()
@@ -179,6 +222,22 @@ async def parse_document(
         InputError: unsupported, empty, corrupt, or past a limit (a French sentence).
     """
     limits = limits or ParseLimits()
+    loop = asyncio.get_running_loop()
     if path.suffix.lower() in (".md", ".markdown", ".txt") and len(data) <= THREAD_MAX_BYTES:
-        return await asyncio.to_thread(parse_limited, path, data, limits)
-    return await asyncio.to_thread(_parse_in_process, path, data, limits)
+        work = functools.partial(parse_limited, path, data, limits)
+    else:
+        work = functools.partial(_parse_in_process, path, data, limits)
+    return await loop.run_in_executor(_parse_pool(), work)
+
+
+_pool_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+
+
+def _parse_pool() -> ThreadPoolExecutor:
+    """Parsing's own threads (two: at most two files parse at once, the others queue)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="copines-parse")
+        return _pool

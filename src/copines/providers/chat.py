@@ -162,8 +162,10 @@ class ChatClient:
         first_token_timeout: float | None = None,
         idle_timeout: float | None = None,
         stream_deadline: float | None = None,
+        answer_start_timeout: float | None = None,
     ):
         self.first_token_timeout = first_token_timeout
+        self.answer_start_timeout = answer_start_timeout
         # Set by begin_shutdown (on the loop's clock): every wait ends by then.
         self.shutdown_at: float | None = None
         self.idle_timeout = idle_timeout
@@ -210,6 +212,7 @@ class ChatClient:
             retries=settings.llm_retries,
             prices=settings.prices,
             first_token_timeout=settings.llm_first_token_timeout,
+            answer_start_timeout=settings.llm_answer_start_timeout,
             idle_timeout=settings.llm_idle_timeout,
             stream_deadline=settings.turn_deadline,
         )
@@ -262,14 +265,15 @@ class ChatClient:
         attempts: list[str] = []
         for current in self._plan(model, fallback):
             for attempt in range(self.retries + 1 if current == model else 1):
+                if end is not None and loop.time() >= end:
+                    attempts.append(f"{current}: not tried, the answer's deadline passed")
+                    break
                 try:
-                    async with self._wait_until(end):
-                        result = await self._complete_once(
-                            messages, current, temperature, max_tokens, timeout, json_mode
-                        )
+                    result = await self._complete_once(
+                        messages, current, temperature, max_tokens, timeout, json_mode, end
+                    )
                 except TimeoutError as exc:
-                    now = asyncio.get_running_loop().time()
-                    error = self._deadline_error(current, False, now, end)
+                    error = self._deadline_error(current, False, loop.time(), end)
                     if error.cause == "shutdown":
                         raise StreamCut(str(error.error), partial="", cause="shutdown") from exc
                     attempts.append(f"{current}: {error.error}")
@@ -413,12 +417,35 @@ class ChatClient:
         max_tokens: int,
         timeout: float | None,
         json_mode: bool,
+        end: float | None,
     ) -> ChatResult:
+        """One model's whole answer. Its response must begin within the answer-start deadline
+        (a silent model leaves the rest of the answer's time to the fallback) and end by
+        `end` (on the loop's clock).
+
+        Raises:
+            TimeoutError: a deadline passed (see `_deadline_error`).
+        """
         payload = self._payload(messages, model, temperature, max_tokens, False, json_mode)
+        loop = asyncio.get_running_loop()
+        start = self.answer_start_timeout
+        first_end = loop.time() + start if start else None
+        if first_end is None or (end is not None and end < first_end):
+            first_end = end
         try:
-            response = await self._client.post(
-                self.url, json=payload, headers=self._headers, timeout=self._timeout_for(timeout)
-            )
+            async with contextlib.AsyncExitStack() as stack:
+                async with self._wait_until(first_end):
+                    response = await stack.enter_async_context(
+                        self._client.stream(
+                            "POST",
+                            self.url,
+                            json=payload,
+                            headers=self._headers,
+                            timeout=self._timeout_for(timeout),
+                        )
+                    )
+                async with self._wait_until(end):
+                    await response.aread()
         except httpx.HTTPError as exc:
             raise self._transport_error(
                 exc, model, f"cannot reach {self.url} for model {model}"
