@@ -21,29 +21,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from copines.eval.report import f1_table as scores  # noqa: E402
 from copines.postprocess import analyze  # noqa: E402
 from copines.providers.embeddings import LocalEmbedder  # noqa: E402
 
 LOOP_PREVIOUS = 4
-
-
-def scores(pairs: list[tuple[str, str]]) -> dict[str, dict[str, float]]:
-    """Precision, recall, F1 and support per class."""
-    table = {}
-    for c in sorted({e for e, _ in pairs} | {p for _, p in pairs}):
-        tp = sum(1 for e, p in pairs if e == c and p == c)
-        fp = sum(1 for e, p in pairs if e != c and p == c)
-        fn = sum(1 for e, p in pairs if e == c and p != c)
-        precision = tp / (tp + fp) if tp + fp else 0.0
-        recall = tp / (tp + fn) if tp + fn else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        table[c] = {
-            "precision": round(precision, 3),
-            "recall": round(recall, 3),
-            "f1": round(f1, 3),
-            "support": tp + fn,
-        }
-    return table
 
 
 async def run(path: Path, show_errors: bool) -> dict:

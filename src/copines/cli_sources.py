@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import click
 from rich.markup import escape
@@ -38,6 +40,24 @@ def cli_lease(deps: Deps) -> Lease:
     return Lease(deps.store, f"cli:{os.getpid()}")
 
 
+@asynccontextmanager
+async def leased_syncer(deps: Deps, say) -> AsyncIterator[Syncer]:
+    """A Syncer under this command's sync lease (refused while another sync runs); the
+    lease is released even when the Syncer cannot be built."""
+    lease = cli_lease(deps)
+    await lease.claim_or_busy()
+    syncer: Syncer | None = None
+    try:
+        syncer = Syncer(deps, say=say, lease=lease)
+        yield syncer
+    finally:
+        try:
+            if syncer is not None:
+                await syncer.aclose()
+        finally:
+            await lease.release()
+
+
 async def ingest_urls(deps: Deps, sources: list[SourceRecord], say) -> SyncReport:
     if any(s.owner != "auto" and s.owner not in [*deps.experts, "shared"] for s in sources):
         raise InputError(f"unknown owner; choose one of: auto, {', '.join(deps.experts)}, shared")
@@ -46,22 +66,12 @@ async def ingest_urls(deps: Deps, sources: list[SourceRecord], say) -> SyncRepor
             refuse_userinfo(source.target)
         except FetchError as exc:
             raise InputError(str(exc)) from None
-    lease = cli_lease(deps)
-    await lease.claim_or_busy()
-    syncer: Syncer | None = None
-    try:
-        syncer = Syncer(deps, say=say, lease=lease)
+    async with leased_syncer(deps, say) as syncer:
         report = SyncReport()
         for source in sources:
             await syncer.add_source(source)
             report.sources.append(await syncer.sync_source(source))
         return report
-    finally:
-        try:
-            if syncer is not None:
-                await syncer.aclose()
-        finally:
-            await lease.release()
 
 
 def print_report(report: SyncReport, as_json: bool) -> None:
@@ -106,18 +116,8 @@ def register(main: click.Group) -> None:
         """Revisit every source (or those named): re-ingest what changed, remove what is gone."""
 
         async def job(deps: Deps) -> SyncReport:
-            lease = cli_lease(deps)
-            await lease.claim_or_busy()
-            syncer: Syncer | None = None
-            try:
-                syncer = Syncer(deps, say=plain, lease=lease)
+            async with leased_syncer(deps, plain) as syncer:
                 return await syncer.sync(list(names) or None)
-            finally:
-                try:
-                    if syncer is not None:
-                        await syncer.aclose()
-                finally:
-                    await lease.release()
 
         report = run(job)
         print_report(report, as_json)
@@ -169,18 +169,8 @@ def register(main: click.Group) -> None:
         """Stop syncing a source and delete the documents it made."""
 
         async def job(deps: Deps) -> list[str]:
-            lease = cli_lease(deps)
-            await lease.claim_or_busy()
-            syncer: Syncer | None = None
-            try:
-                syncer = Syncer(deps, say=plain, lease=lease)
+            async with leased_syncer(deps, plain) as syncer:
                 return await syncer.remove_source(name)
-            finally:
-                try:
-                    if syncer is not None:
-                        await syncer.aclose()
-                finally:
-                    await lease.release()
 
         removed = run(job)
         out.print(

@@ -248,6 +248,37 @@ def feedback_from_row(row: Mapping[str, Any], when: When) -> Feedback:
     )
 
 
+def source_from_row(row: Mapping[str, Any], decode: Decode, when: When) -> SourceRecord:
+    return SourceRecord(
+        id=row["id"],
+        name=row["name"],
+        kind=row["kind"],
+        target=row["target"],
+        owner=row["owner"],
+        options=decode(row["options"]),
+        origin=row["origin"],
+        last_sync_at=when(row["last_sync_at"]),
+        last_status=row["last_status"],
+        counts=decode(row["counts"]),
+        errors=decode(row["errors"]),
+        documents=row["documents"],
+    )
+
+
+def source_item_from_row(row: Mapping[str, Any], decode: Decode) -> SourceItem:
+    return SourceItem(
+        source_id=row["source_id"],
+        key=row["key"],
+        filename=row["filename"],
+        url=row["url"],
+        etag=row["etag"],
+        last_modified=row["last_modified"],
+        version=row["version"],
+        content_hash=row["content_hash"],
+        meta=decode(row["meta"]),
+    )
+
+
 class Store(ABC):
     """Persistence for knowledge and conversations. SQLite and Postgres implement it."""
 

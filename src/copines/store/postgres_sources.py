@@ -5,8 +5,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from copines.store.base import LEASE_PREFIX, SourceItem, SourceRecord, lease_value
-from copines.store.postgres_conversations import _json, _utc
+from copines.store.base import (
+    LEASE_PREFIX,
+    SourceItem,
+    SourceRecord,
+    lease_value,
+    source_from_row,
+    source_item_from_row,
+)
+from copines.store.postgres_conversations import _json, _same, _utc
 
 
 class SourcesMixin:
@@ -66,20 +73,7 @@ class SourcesMixin:
                     (source_id,),
                 )
             ).fetchall()
-        return [
-            SourceItem(
-                source_id=r["source_id"],
-                key=r["key"],
-                filename=r["filename"],
-                url=r["url"],
-                etag=r["etag"],
-                last_modified=r["last_modified"],
-                version=r["version"],
-                content_hash=r["content_hash"],
-                meta=r["meta"],
-            )
-            for r in rows
-        ]
+        return [source_item_from_row(r, _same) for r in rows]
 
     async def save_source_item(self, item: SourceItem) -> None:
         async with self._conn() as conn:
@@ -137,17 +131,4 @@ class SourcesMixin:
 
 
 def _source(r: dict[str, Any]) -> SourceRecord:
-    return SourceRecord(
-        id=r["id"],
-        name=r["name"],
-        kind=r["kind"],
-        target=r["target"],
-        owner=r["owner"],
-        options=r["options"],
-        origin=r["origin"],
-        last_sync_at=_utc(r["last_sync_at"]),
-        last_status=r["last_status"],
-        counts=r["counts"],
-        errors=r["errors"],
-        documents=r["documents"],
-    )
+    return source_from_row(r, _same, _utc)

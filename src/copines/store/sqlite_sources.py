@@ -6,7 +6,14 @@ import json
 import sqlite3
 import time
 
-from copines.store.base import LEASE_PREFIX, SourceItem, SourceRecord, lease_value
+from copines.store.base import (
+    LEASE_PREFIX,
+    SourceItem,
+    SourceRecord,
+    lease_value,
+    source_from_row,
+    source_item_from_row,
+)
 from copines.store.sqlite_conversations import _dt, _now
 
 
@@ -50,23 +57,7 @@ class SQLiteSources:
                 "SELECT s.*, (SELECT COUNT(*) FROM source_items i WHERE i.source_id = s.id) "
                 "AS documents FROM sources s ORDER BY s.name"
             ).fetchall()
-            return [
-                SourceRecord(
-                    id=r["id"],
-                    name=r["name"],
-                    kind=r["kind"],
-                    target=r["target"],
-                    owner=r["owner"],
-                    options=json.loads(r["options"]),
-                    origin=r["origin"],
-                    last_sync_at=_dt(r["last_sync_at"]),
-                    last_status=r["last_status"],
-                    counts=json.loads(r["counts"]),
-                    errors=json.loads(r["errors"]),
-                    documents=r["documents"],
-                )
-                for r in rows
-            ]
+            return [source_from_row(r, json.loads, _dt) for r in rows]
 
         return await self._run(read)
 
@@ -96,20 +87,7 @@ class SQLiteSources:
             rows = db.execute(
                 "SELECT * FROM source_items WHERE source_id = ? ORDER BY key", (source_id,)
             ).fetchall()
-            return [
-                SourceItem(
-                    source_id=r["source_id"],
-                    key=r["key"],
-                    filename=r["filename"],
-                    url=r["url"],
-                    etag=r["etag"],
-                    last_modified=r["last_modified"],
-                    version=r["version"],
-                    content_hash=r["content_hash"],
-                    meta=json.loads(r["meta"]),
-                )
-                for r in rows
-            ]
+            return [source_item_from_row(r, json.loads) for r in rows]
 
         return await self._run(read)
 
