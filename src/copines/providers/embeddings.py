@@ -170,12 +170,9 @@ class LocalEmbedder(Embedder):
 
     id = "local:use-multilingual-v3:512"
     dim = 512
-    # The similarity floor of every passage, whichever search found it (docs/quality.md,
-    # "Retrieval"): on the sample knowledge and 150 labelled questions, the relevant
-    # document's best chunk scores 0.07-0.68 (p5 0.17, median 0.32), other chunks a median
-    # 0.05 (p90 0.16). At 0.15, 97% of relevant chunks pass and 11% of the others; recall@3
-    # of the whole search is as at 0.12, while 0.18 loses 5 points and 0.22 (the former
-    # floor, when keyword hits skipped it) 13.
+    # The similarity floor of every passage, whichever search found it: the lowest that keeps
+    # almost every relevant chunk while dropping most unrelated ones for this model
+    # (measured in docs/quality.md, "The similarity floor of each embedder").
     default_threshold = 0.15
     batch_size = 64
     split_min = 16  # texts per worker below which a batch is not split
